@@ -1,0 +1,1 @@
+"""Task registry, offline suites and the Parquet image tables every stage reads."""

@@ -1,0 +1,35 @@
+"""The registry of offline suites: a suite is an ordered set of tasks that experts are trained on and merged over."""
+
+from __future__ import annotations
+
+from mergeflow.data.task_spec import TaskSpec
+from mergeflow.data.vision_tasks.geometry import ARROWS, DOT_COUNTS, SHAPES
+from mergeflow.data.vision_tasks.glyphs import HANDWRITTEN_DIGITS, RENDERED_DIGITS, RENDERED_LETTERS
+from mergeflow.data.vision_tasks.photos import PHOTO_PATCHES
+from mergeflow.data.vision_tasks.textures import TEXTURES
+from mergeflow.errors import MergeflowError
+
+VISION_TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        HANDWRITTEN_DIGITS, RENDERED_DIGITS, RENDERED_LETTERS, SHAPES,
+        DOT_COUNTS, ARROWS, TEXTURES, PHOTO_PATCHES,
+    )
+}
+
+SUITES: dict[str, dict[str, TaskSpec]] = {"vision8": VISION_TASKS}
+
+
+def suite_tasks(suite: str) -> dict[str, TaskSpec]:
+    """The tasks a suite offers, by name."""
+    if suite not in SUITES:
+        raise MergeflowError(f"unknown suite {suite!r}; known suites: {', '.join(SUITES)}")
+    return SUITES[suite]
+
+
+def task_spec(suite: str, task: str) -> TaskSpec:
+    """One task of a suite, with an error that lists the valid names."""
+    tasks = suite_tasks(suite)
+    if task not in tasks:
+        raise MergeflowError(f"unknown task {task!r} in suite {suite!r}; known tasks: {', '.join(tasks)}")
+    return tasks[task]

@@ -1,0 +1,40 @@
+"""Safetensors in and out: never unpickle, always validate, always write atomically."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from mergeflow.atomic import atomic_path
+from mergeflow.errors import MergeflowError
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN or Inf in floating-point entries: they silently poison every merge that touches them."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise MergeflowError(f"{where}: entry {key!r} contains NaN or Inf")
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Save a flat dict of tensors as safetensors (atomically, after a NaN/Inf check)."""
+    check_finite(tensors, str(path))
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def load_tensors(path: str | os.PathLike[str], with_metadata: bool = False):  # type: ignore[no-untyped-def]
+    """Load every tensor of a safetensors file, with readable errors for missing, corrupt or non-finite files."""
+    if not os.path.exists(path):
+        raise MergeflowError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MergeflowError(f"{path}: not a readable safetensors file ({exc})") from exc
+    check_finite(tensors, str(path))
+    return (tensors, metadata) if with_metadata else tensors

@@ -1,0 +1,33 @@
+"""Task vectors tau = theta_expert - theta_pretrained, over floating-point entries only (integer buffers are skipped)."""
+
+from __future__ import annotations
+
+import torch
+
+from mergeflow.errors import MergeflowError
+
+
+def check_compatible(base: dict[str, torch.Tensor], other: dict[str, torch.Tensor], other_name: str) -> None:
+    """Same keys, shapes and dtypes, or one error naming the first difference."""
+    missing, extra = sorted(set(base) - set(other)), sorted(set(other) - set(base))
+    if missing or extra:
+        raise MergeflowError(f"{other_name}: keys differ from the base model (missing {missing[:5]}, unexpected {extra[:5]})")
+    for key, value in base.items():
+        if other[key].shape != value.shape:
+            raise MergeflowError(f"{other_name}: {key!r} has shape {tuple(other[key].shape)}, base has {tuple(value.shape)}")
+        if other[key].dtype != value.dtype:
+            raise MergeflowError(f"{other_name}: {key!r} has dtype {other[key].dtype}, base has {value.dtype}")
+
+
+def task_vector(expert: dict[str, torch.Tensor], base: dict[str, torch.Tensor], expert_name: str = "expert") -> dict[str, torch.Tensor]:
+    """tau_t = theta_t - theta_0 for every floating-point entry (computed in the entry's own dtype)."""
+    check_compatible(base, expert, expert_name)
+    return {key: expert[key] - value for key, value in base.items() if value.is_floating_point()}
+
+
+def apply_task_vector(base: dict[str, torch.Tensor], tau: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """theta_0 + scale * tau; entries absent from tau (integer buffers) are copied from the base."""
+    unknown = sorted(set(tau) - set(base))
+    if unknown:
+        raise MergeflowError(f"task vector has keys the base model lacks: {unknown[:5]}")
+    return {key: value + scale * tau[key] if key in tau else value.clone() for key, value in base.items()}

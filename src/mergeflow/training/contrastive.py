@@ -1,0 +1,44 @@
+"""Contrastive image-caption pretraining (CLIP's symmetric InfoNCE) for backbones built inside the pipeline."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mergeflow.models.classifier import preprocess_images
+from mergeflow.training.loop import OptimConfig, run_training
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+              caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric cross-entropy over the in-batch image-text similarity matrix.
+
+    With ``caption_ids``, every pair whose captions are identical counts as a positive (soft targets spread
+    over them) instead of a false negative: a small caption vocabulary repeats within a batch.
+    """
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp().clamp(max=100.0) * image_features @ text_features.T
+    if caption_ids is None:
+        targets = torch.eye(len(logits))
+    else:
+        targets = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = targets / targets.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def pretrain_clip(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, image_size: int,
+                  mean: tuple[float, ...], std: tuple[float, ...], config: OptimConfig) -> list[float]:
+    """Train both towers of ``clip`` in place on uint8 ``images`` and their tokenised captions."""
+
+    caption_ids = torch.unique(tokens, dim=0, return_inverse=True)[1]
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        image_features = clip.encode_image(preprocess_images(images[batch], image_size, mean, std))
+        return clip_loss(image_features, clip.encode_text(tokens[batch]), clip.logit_scale, caption_ids[batch])
+
+    clip.train()
+    losses = run_training(clip.parameters(), batch_loss, len(images), config, "pretrain")
+    clip.eval()
+    return losses

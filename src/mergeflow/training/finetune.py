@@ -1,0 +1,20 @@
+"""Full fine-tuning of an image encoder against a frozen head: one expert per task."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mergeflow.models.classifier import ImageClassifier
+from mergeflow.training.loop import OptimConfig, run_training
+
+
+def finetune_encoder(classifier: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, config: OptimConfig,
+                     description: str = "finetune") -> list[float]:
+    """Train ``classifier.encoder`` in place on uint8 ``images`` with cross-entropy; the head stays frozen."""
+    classifier.train()
+    losses = run_training(classifier.encoder.parameters(),
+                          lambda batch: F.cross_entropy(classifier(images[batch]), labels[batch]),
+                          len(images), config, description)
+    classifier.eval()
+    return losses

@@ -1,0 +1,45 @@
+"""The one optimisation loop every trainer uses: AdamW, warm-up + cosine, seeded batches, a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from mergeflow.seeding import seed_everything, torch_generator
+from mergeflow.training.batches import epoch_batches
+from mergeflow.training.schedule import warmup_cosine
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Hyperparameters of one training run; ``seed`` fixes initialisation-time randomness and the batch order."""
+
+    lr: float
+    steps: int
+    batch_size: int
+    weight_decay: float
+    warmup_steps: int
+    seed: int
+
+
+def run_training(parameters: Iterable[torch.nn.Parameter], batch_loss: Callable[[torch.Tensor], torch.Tensor],
+                 num_items: int, config: OptimConfig, description: str) -> list[float]:
+    """Minimise ``batch_loss(indices)`` over seeded mini-batches of ``num_items`` items; returns the loss per step."""
+    seed_everything(config.seed)
+    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
+    batches = epoch_batches(num_items, config.batch_size, config.steps, torch_generator(config.seed, description, "batches"))
+    losses: list[float] = []
+    progress = tqdm(batches, total=config.steps, desc=description, mininterval=2.0)
+    for batch in progress:
+        loss = batch_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    return losses

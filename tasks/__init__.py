@@ -1,0 +1,1 @@
+"""Pipeline stages, one thin module per dvc.yaml stage: read params -> call the library -> write artifacts."""

@@ -1,0 +1,38 @@
+"""dvc.yaml and the stage modules agree: every stage's module exists and declares the paths tasks/_paths.py writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tasks import _paths
+
+
+def _stages(root: Path) -> dict:
+    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_stage_runs_a_module_of_tasks(root: Path) -> None:
+    for name, stage in _stages(root).items():
+        body = stage.get("do", stage)
+        module = body["cmd"].split()[2]
+        assert module.startswith("tasks."), name
+        assert (root / (module.replace(".", "/") + ".py")).exists(), name
+
+
+def test_declared_outputs_match_the_paths_stages_write(root: Path) -> None:
+    stages = _stages(root)
+    item = "${item}"
+    assert stages["finetune"]["do"]["outs"] == [str(_paths.expert_path(item))]
+    assert stages["task_vectors"]["do"]["outs"] == [str(_paths.task_vector_path(item))]
+    assert stages["pretrain"]["outs"] == [str(_paths.BASE_MODEL)]
+    assert stages["heads"]["outs"] == [str(_paths.HEADS)]
+    assert str(_paths.split_path(item, "train")) in stages["finetune"]["do"]["deps"]
+    assert str(_paths.head_path(item)) in stages["finetune"]["do"]["deps"]
+
+
+def test_per_task_params_keep_reruns_narrow(root: Path) -> None:
+    stages = _stages(root)
+    assert "finetune.${item}" in stages["finetune"]["do"]["params"]
+    assert "finetune" not in stages["finetune"]["do"]["params"]

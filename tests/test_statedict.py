@@ -1,0 +1,88 @@
+"""Task-vector arithmetic and safetensors I/O: exact, strict about mismatches, never leaving partial files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mergeflow.atomic import atomic_path
+from mergeflow.errors import MergeflowError
+from mergeflow.statedict.io import load_tensors, save_tensors
+from mergeflow.statedict.subdict import visual_state_dict
+from mergeflow.statedict.task_vectors import apply_task_vector, task_vector
+
+
+def _state(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(4, 3, generator=g),
+        "b": torch.randn(3, generator=g),
+        "half": torch.randn(2, generator=g).half(),
+        "num_batches_tracked": torch.tensor(seed, dtype=torch.int64),
+    }
+
+
+def test_task_vector_is_expert_minus_base_and_skips_integer_buffers() -> None:
+    base, expert = _state(0), _state(1)
+    tau = task_vector(expert, base)
+    assert set(tau) == {"w", "b", "half"}
+    assert torch.equal(tau["w"], expert["w"] - base["w"])
+    assert tau["half"].dtype == torch.float16
+    rebuilt = apply_task_vector(base, tau)
+    assert torch.allclose(rebuilt["w"], expert["w"], atol=1e-6)
+    assert torch.equal(rebuilt["num_batches_tracked"], base["num_batches_tracked"])
+    assert torch.allclose(apply_task_vector(base, tau, 0.5)["b"], base["b"] + 0.5 * tau["b"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.pop("w"), "missing"),
+        (lambda s: s.__setitem__("extra", torch.zeros(1)), "unexpected"),
+        (lambda s: s.__setitem__("w", torch.zeros(3, 4)), "shape"),
+        (lambda s: s.__setitem__("b", s["b"].double()), "dtype"),
+    ],
+)
+def test_mismatched_experts_are_refused(change, message: str) -> None:  # type: ignore[no-untyped-def]
+    expert = _state(1)
+    change(expert)
+    with pytest.raises(MergeflowError, match=message):
+        task_vector(expert, _state(0), "expert.safetensors")
+
+
+def test_safetensors_round_trip_and_bad_files(tmp_path: Path) -> None:
+    state = _state(3)
+    save_tensors(tmp_path / "m.safetensors", state, metadata={"task": "x"})
+    loaded, meta = load_tensors(tmp_path / "m.safetensors", with_metadata=True)
+    assert meta == {"task": "x"} and all(torch.equal(loaded[k], v) for k, v in state.items())
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(MergeflowError, match="not a readable safetensors"):
+        load_tensors(tmp_path / "corrupt.safetensors")
+    with pytest.raises(MergeflowError, match="no such file"):
+        load_tensors(tmp_path / "absent.safetensors")
+
+
+def test_nan_weights_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    state = _state(0)
+    state["w"][0, 0] = float("nan")
+    with pytest.raises(MergeflowError, match="'w' contains NaN"):
+        save_tensors(tmp_path / "nan.safetensors", state)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_visual_sub_dict() -> None:
+    state = {"visual.conv1.weight": torch.ones(1), "token_embedding.weight": torch.ones(1)}
+    assert list(visual_state_dict(state)) == ["conv1.weight"]
+    with pytest.raises(MergeflowError, match="visual"):
+        visual_state_dict({"token_embedding.weight": torch.ones(1)})
