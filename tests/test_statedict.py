@@ -9,7 +9,7 @@ import torch
 
 from mergeflow.atomic import atomic_path
 from mergeflow.errors import MergeflowError
-from mergeflow.statedict.io import load_tensors, save_tensors
+from mergeflow.statedict.io import load_tensors, read_safetensors, save_tensors
 from mergeflow.statedict.subdict import visual_state_dict
 from mergeflow.statedict.task_vectors import apply_task_vector, task_vector
 
@@ -55,7 +55,7 @@ def test_mismatched_experts_are_refused(change, message: str) -> None:  # type: 
 def test_safetensors_round_trip_and_bad_files(tmp_path: Path) -> None:
     state = _state(3)
     save_tensors(tmp_path / "m.safetensors", state, metadata={"task": "x"})
-    loaded, meta = load_tensors(tmp_path / "m.safetensors", with_metadata=True)
+    loaded, meta = read_safetensors(tmp_path / "m.safetensors")
     assert meta == {"task": "x"} and all(torch.equal(loaded[k], v) for k, v in state.items())
     (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 40)
     with pytest.raises(MergeflowError, match="not a readable safetensors"):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
-from mergeflow.statedict.io import load_tensors, save_tensors
+from mergeflow.statedict.io import read_safetensors, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -85,7 +85,7 @@ def save_clip(model: nn.Module, path: str | os.PathLike[str], model_name: str) -
 
 def load_clip(path: str | os.PathLike[str], model_name: str) -> nn.Module:
     """Rebuild a CLIP from :func:`save_clip`'s file (strict: every key must match the architecture)."""
-    tensors, meta = load_tensors(path, with_metadata=True)
+    tensors, meta = read_safetensors(path)
     saved_name = meta.get("open_clip_model")
     if saved_name is not None and saved_name != model_name:
         raise MergeflowError(f"{path}: holds a {saved_name!r} model but backbone.model is {model_name!r}; rerun `pretrain`")

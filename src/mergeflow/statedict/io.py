@@ -26,8 +26,8 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def load_tensors(path: str | os.PathLike[str], with_metadata: bool = False):  # type: ignore[no-untyped-def]
-    """Load every tensor of a safetensors file, with readable errors for missing, corrupt or non-finite files."""
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor and the metadata of a safetensors file, with readable errors for missing, corrupt or non-finite files."""
     if not os.path.exists(path):
         raise MergeflowError(f"{path}: no such file")
     try:
@@ -37,4 +37,9 @@ def load_tensors(path: str | os.PathLike[str], with_metadata: bool = False):  # 
     except (SafetensorError, OSError, ValueError) as exc:
         raise MergeflowError(f"{path}: not a readable safetensors file ({exc})") from exc
     check_finite(tensors, str(path))
-    return (tensors, metadata) if with_metadata else tensors
+    return tensors, metadata
+
+
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (see :func:`read_safetensors`)."""
+    return read_safetensors(path)[0]
