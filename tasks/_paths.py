@@ -14,6 +14,7 @@ HEADS = ARTIFACTS / "heads"
 EXPERTS = ARTIFACTS / "experts"
 TASK_VECTORS = ARTIFACTS / "task_vectors"
 RESULT_PARTS = REPORTS / "parts"
+MERGED = ARTIFACTS / "merged"
 
 
 def split_path(task: str, split: str) -> Path:
@@ -30,3 +31,11 @@ def expert_path(task: str) -> Path:
 
 def task_vector_path(task: str) -> Path:
     return TASK_VECTORS / f"{task}.safetensors"
+
+
+def merged_path(method: str) -> Path:
+    return MERGED / f"{method}.safetensors"
+
+
+def merged_part_path(method: str) -> Path:
+    return RESULT_PARTS / "merged" / f"{method}.parquet"

@@ -16,11 +16,12 @@ from tasks._stage import run_stage
 def build(args: argparse.Namespace, params: Params) -> None:
     clip = load_clip(BASE_MODEL, params.backbone.model)
     tokenizer = clip_tokenizer(params.backbone.model)
-    for task in params.suite.tasks:
-        spec = task_spec(params.suite.name, task)
-        head = zero_shot_head(clip, tokenizer, spec.class_names, spec.templates)
-        save_tensors(head_path(task), {"head": head}, metadata={"task": task, "classes": "|".join(spec.class_names)})
-        print(f"head {task}: {tuple(head.shape)}")
+    specs = [task_spec(params.suite.name, task) for task in params.suite.tasks]
+    heads = {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs}
+    for spec in specs:  # every head is computed before any is written
+        save_tensors(head_path(spec.name), {"head": heads[spec.name]},
+                     metadata={"task": spec.name, "classes": "|".join(spec.class_names)})
+        print(f"head {spec.name}: {tuple(heads[spec.name].shape)}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ from tasks._stage import require_task, run_stage
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
     spec = task_spec(params.suite.name, args.item)
-    for split in SPLITS:
+    splits = {}
+    for split in SPLITS:  # build every split before writing any, so a failure leaves no partial task behind
         n = getattr(params.suite.samples, split)
         images, labels, ids = spec.make_split(split, n, params.suite.seed, params.suite.image_size)
-        write_split(split_path(spec.name, split), ImageSplit(spec.name, split, images, labels.astype(np.int64), ids,
-                                                             list(spec.class_names)))
-        print(f"{spec.name}/{split}: {len(labels)} images, {spec.num_classes} classes")
+        splits[split] = ImageSplit(spec.name, split, images, labels.astype(np.int64), ids, list(spec.class_names))
+    for split, data in splits.items():
+        write_split(split_path(spec.name, split), data)
+        print(f"{spec.name}/{split}: {len(data.labels)} images, {spec.num_classes} classes")
 
 
 if __name__ == "__main__":

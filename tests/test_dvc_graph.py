@@ -30,9 +30,16 @@ def test_declared_outputs_match_the_paths_stages_write(root: Path) -> None:
     assert stages["heads"]["outs"] == [str(_paths.HEADS)]
     assert str(_paths.split_path(item, "train")) in stages["finetune"]["do"]["deps"]
     assert str(_paths.head_path(item)) in stages["finetune"]["do"]["deps"]
+    assert stages["merge"]["do"]["outs"] == [str(_paths.merged_path(item))]
+    assert str(_paths.merged_path(item)) in stages["evaluate_merged"]["do"]["deps"]
+    assert stages["evaluate_merged"]["do"]["outs"] == [str(_paths.merged_part_path(item))]
+    assert str(_paths.RESULT_PARTS) in stages["results"]["deps"]
 
 
 def test_per_task_params_keep_reruns_narrow(root: Path) -> None:
     stages = _stages(root)
     assert "finetune.${item}" in stages["finetune"]["do"]["params"]
     assert "finetune" not in stages["finetune"]["do"]["params"]
+    assert stages["merge"]["foreach"] == "${merge.methods}"
+    assert "merge.${item}" in stages["merge"]["do"]["params"]
+    assert not any(p == "merge" or p.startswith("merge.") for p in stages["evaluate_merged"]["do"]["params"])

@@ -20,8 +20,15 @@ def raw(root: Path) -> dict:
 
 
 def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
-    assert len(load_params(root / "params.yaml").suite.tasks) >= 8
+    params = load_params(root / "params.yaml")
+    assert len(params.suite.tasks) >= 8
     load_params(root / "profiles" / "smoke.yaml")
+    assert params.merge.methods == [  # the default suite runs every static method of the registry
+        "weight_averaging", "task_arithmetic", "ties", "tall_ta", "tall_ties", "consensus_ta", "emr", "tsv_m", "cart",
+        "iso_c", "iso_cts",
+    ]
+    assert params.merge.method("tall_ta").per_task_grids == {"lam": [0.2, 0.3, 0.4, 0.5, 0.6]}
+    assert params.merge.method("tsv_m").hyperparameters == {"scale": 1.0, "rank": None}
 
 
 @pytest.mark.parametrize(
@@ -36,6 +43,20 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["finetune"].__setitem__("svhn", p["finetune"]["shapes"]), r"finetune\.svhn: not a task"),
         (lambda p: p["suite"]["samples"].__setitem__("test", 0), r"suite\.samples\.test: .*greater than 0"),
         (lambda p: p["backbone"].pop("model"), r"backbone\.model: Field required"),
+        (lambda p: p["merge"].__setitem__("magic", {}), r"merge\.magic: unknown merging method 'magic'"),
+        (lambda p: p["merge"]["methods"].append("magic"), r"merge\.methods: unknown merging method 'magic'"),
+        (lambda p: p["merge"]["ties"].__setitem__("kk", 0.1), r"merge\.ties\.kk: ties has no hyperparameter 'kk'"),
+        (lambda p: p["merge"]["ties"].__setitem__("k", "big"), r"merge\.ties\.k: must be a number, got 'big'"),
+        (lambda p: p["merge"]["ties"].__setitem__("k", 2.0), r"merge\.ties\.k: must be in \(0, 1\]"),
+        (lambda p: p["merge"]["ties"].__setitem__("aggregate", "max"), r"merge\.ties\.aggregate: must be one of"),
+        (lambda p: p["merge"]["consensus_ta"].__setitem__("min_agreement", 1.5), r"min_agreement: must be an integer"),
+        (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", [0.2, "x"]), r"merge\.tall_ta\.lam_grid: must be a number"),
+        (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", []), r"merge\.tall_ta\.lam_grid: must be a non-empty list"),
+        (lambda p: p["merge"]["tall_ta"].__setitem__("lam", 0.3), r"merge\.tall_ta\.lam: give lam or lam_grid, not both"),
+        (lambda p: p["merge"]["ties"].__setitem__("k_grid", [0.1]), r"merge\.ties\.k_grid: ties takes k as one value"),
+        (lambda p: p["merge"].pop("ties"), r"merge\.ties: missing"),
+        (lambda p: p["merge"]["methods"].append("ties"), r"merge\.methods: a method is listed twice"),
+        (lambda p: p["merge"].__setitem__("emr", 3), r"merge\.emr: expected a mapping"),
     ],
 )
 def test_mistakes_name_the_key(raw: dict, edit, expected: str) -> None:  # type: ignore[no-untyped-def]

@@ -1,9 +1,11 @@
-"""The `mergeflow` command: check params, show the results table (merge/route commands arrive with their methods)."""
+"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import NoReturn
 
 from mergeflow.errors import MergeflowError
 
@@ -27,13 +29,74 @@ def _cmd_results(args: argparse.Namespace) -> None:
     print(pivot(table, args.metric).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
+def _parse_experts(entries: list[str]) -> dict[str, str]:
+    """``NAME=PATH`` entries to {name: path}, refusing empty or repeated names."""
+    experts: dict[str, str] = {}
+    for entry in entries:
+        name, separator, path = entry.partition("=")
+        name = name.strip()
+        if not separator or not name or not path:
+            raise MergeflowError(f"--expert expects NAME=PATH, got {entry!r}")
+        if name in experts:
+            raise MergeflowError(f"--expert {name!r} given twice")
+        experts[name] = path
+    return experts
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from mergeflow.merging.registry import parse_assignments
+    from mergeflow.merging.streaming import merge_files
+
+    experts = _parse_experts(args.expert)
+    overrides = parse_assignments(args.method, args.set)
+    out = os.path.abspath(args.out)
+    inputs = [args.base, *experts.values()]
+    if any(os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out) for path in inputs):
+        raise MergeflowError(f"--out {args.out} is one of the input checkpoints; choose another path")
+    try:
+        summary = merge_files(args.method, args.base, experts, args.out, overrides, task=args.task)
+    except OSError as exc:
+        raise MergeflowError(f"cannot write {args.out}: {exc}") from exc
+    what = {"model": "merged model", "bank": "shared vector + mask bank", "task": f"model of task {args.task!r}"}[summary.output]
+    settings = ", ".join(f"{key}={value}" for key, value in summary.hyperparameters.items()) or "no hyperparameters"
+    print(f"wrote {args.out}: {what}, {summary.method} ({settings}) over {len(summary.tasks)} experts")
+
+
+def _methods_help() -> str:
+    """The method list for ``merge --help``, generated from the registry so it never goes stale."""
+    from mergeflow.merging.registry import METHODS
+
+    lines = ["methods (--method) and their hyperparameters (--set key=value, default in brackets):"]
+    for method in METHODS.values():
+        kind = "writes shared vector + mask bank, or --task's model" if method.returns == "bank" else "writes the merged model"
+        lines.append(f"  {method.name}: {method.summary} [{kind}]")
+        for parameter in method.hyperparameters:
+            default = "none" if parameter.default is None else parameter.default
+            lines.append(f"      {parameter.name} [{default}]  {parameter.help}")
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """One readable line and exit status 2 for bad arguments; the merge method list is built only for --help."""
+
+    lazy_epilog = False
+
+    def format_help(self) -> str:
+        if self.lazy_epilog:
+            self.epilog = _methods_help()
+        return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mergeflow",
         description="Merge fine-tuned experts into one multi-task model and route inputs whose task is unknown. "
         "The pipeline itself runs with `dvc repro`; these commands inspect and use its artifacts.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check-params", help="validate params.yaml and report the first problem by key")
     check.add_argument("path", nargs="?", default="params.yaml")
     check.set_defaults(func=_cmd_check_params)
@@ -41,6 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--path", default="reports/results.parquet")
     results.add_argument("--metric", default="accuracy")
     results.set_defaults(func=_cmd_results)
+    merge = sub.add_parser(
+        "merge",
+        help="merge expert checkpoints (.safetensors) into one model with any method, streaming tensor by tensor",
+        description="Merge fine-tuned experts of one base model, reading every checkpoint tensor by tensor from\n"
+        "memory-mapped safetensors (peak memory ~ one tensor per expert, not whole models). Task vectors are\n"
+        "tau_t = expert_t - base over floating-point entries; integer buffers are copied from the base. The\n"
+        "output is written atomically: on any error no file is left behind (exit status 2, one line).\n\n"
+        "example: mergeflow merge --method ties --base base.safetensors --expert cars=cars.safetensors \\\n"
+        "           --expert dtd=dtd.safetensors --out merged.safetensors --set k=0.2 --set scale=1.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    merge.lazy_epilog = True  # type: ignore[attr-defined]
+    merge.add_argument("--method", required=True, metavar="NAME", help="merging method, a results-table name (listed below)")
+    merge.add_argument("--base", required=True, metavar="BASE.safetensors", help="the pretrained model theta_0 the experts were fine-tuned from")
+    merge.add_argument(
+        "--expert", required=True, action="append", default=[], metavar="NAME=PATH",
+        help="one fine-tuned expert and its task name; repeat for every expert (same keys, shapes, dtypes as --base)",
+    )
+    merge.add_argument("--out", required=True, metavar="OUT.safetensors", help="where to write the result")
+    merge.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a hyperparameter of the method (repeatable); 'none' for optional ones; unknown keys are refused",
+    )
+    merge.add_argument(
+        "--task", metavar="NAME",
+        help="tall_ta, tall_ties, emr only: write task NAME's reconstructed model base + rescaler * (mask ⊙ shared) "
+        "instead of the shared vector and the bit-packed mask bank",
+    )
+    merge.set_defaults(func=_cmd_merge)
     return parser
 
 

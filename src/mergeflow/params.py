@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -67,6 +67,101 @@ class EvaluateParams(_Section):
     batch_size: PositiveInt
 
 
+HyperValue = float | int | str | None
+
+
+class _KeyedError(ValueError):
+    """A validation error deeper than pydantic's location: ``subkey`` is appended to it in the message."""
+
+    def __init__(self, subkey: str, message: str) -> None:
+        super().__init__(message)
+        self.subkey = subkey
+
+
+class MethodSettings(_Section):
+    """One merging method's block: fixed hyperparameters, and per-task grids chosen on validation (``lam_grid``)."""
+
+    hyperparameters: dict[str, HyperValue]
+    per_task_grids: dict[str, list[HyperValue]]
+
+
+class MergeParams(_Section):
+    """``merge:``: ``methods`` (the merge@/evaluate_merged@ stages) and one block per method, named as in the registry.
+
+    Block values are checked by the merging registry's own HyperParameter checks, so params.yaml and
+    ``--set key=value`` accept exactly the same values. A key left out takes the registry default.
+    """
+
+    methods: list[str] = Field(min_length=1)
+    settings: dict[str, MethodSettings]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks(cls, raw: object) -> object:
+        if not isinstance(raw, dict):
+            return raw
+        settings = {str(name): _method_settings(str(name), block) for name, block in raw.items() if name != "methods"}
+        return {**({"methods": raw["methods"]} if "methods" in raw else {}), "settings": settings}
+
+    @model_validator(mode="after")
+    def _methods_have_blocks(self) -> MergeParams:
+        if len(set(self.methods)) != len(self.methods):
+            raise _KeyedError("methods", "a method is listed twice")
+        for name in self.methods:
+            if name not in self.settings:
+                _check_method_name(name, "methods")
+                raise _KeyedError(name, f"missing; every method in merge.methods needs its block ({{}} for no hyperparameters)")
+        return self
+
+    def method(self, name: str) -> MethodSettings:
+        if name not in self.methods:
+            raise MergeflowError(f"{name!r} is not in merge.methods ({', '.join(self.methods)})")
+        return self.settings[name]
+
+
+def _check_method_name(name: str, subkey: str) -> None:
+    from mergeflow.merging.registry import get_method
+
+    try:
+        get_method(name)
+    except MergeflowError as exc:
+        raise _KeyedError(subkey, str(exc)) from None
+
+
+def _method_settings(name: str, block: object) -> dict[str, Any]:
+    """Split a block into fixed values and ``<name>_grid`` lists, each value checked by the registry (imported here:
+    it pulls in torch, which light stages should not pay for at import time)."""
+    from mergeflow.merging.registry import resolve_hyperparameters
+    from mergeflow.selection import GRID_SUFFIX, check_per_task_grids
+
+    _check_method_name(name, name)
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise _KeyedError(name, f"expected a mapping of hyperparameters ({{}} for none), got {block!r}")
+    fixed: dict[str, Any] = {}
+    grids: dict[str, list[Any]] = {}
+    for key, value in block.items():
+        key = str(key)
+        target = key.removesuffix(GRID_SUFFIX) if key.endswith(GRID_SUFFIX) else None
+        try:
+            if target is None:
+                fixed[key] = resolve_hyperparameters(name, {key: value})[key]
+                continue
+            check_per_task_grids(name, {target: value})
+            if not isinstance(value, list) or not value:
+                raise MergeflowError(f"must be a non-empty list of candidate {target} values, got {value!r}")
+            grids[target] = [resolve_hyperparameters(name, {target: item})[target] for item in value]
+            if len(set(grids[target])) != len(grids[target]):
+                raise MergeflowError(f"has duplicate values: {value!r}")
+        except MergeflowError as exc:
+            raise _KeyedError(f"{name}.{key}", str(exc).removeprefix(f"{target or key} ")) from None
+    for target in grids:
+        if target in fixed:
+            raise _KeyedError(f"{name}.{target}", f"give {target} or {target}{GRID_SUFFIX}, not both")
+    return {"hyperparameters": fixed, "per_task_grids": grids}
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -74,6 +169,7 @@ class Params(_Section):
     backbone: BackboneParams
     pretrain: PretrainParams
     finetune: dict[str, OptimParams]
+    merge: MergeParams
     evaluate: EvaluateParams
 
     @model_validator(mode="after")
@@ -98,6 +194,11 @@ def _describe(error: ValidationError, source: str) -> str:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        keyed = item.get("ctx", {}).get("error")
+        if isinstance(keyed, _KeyedError):
+            key, message = ".".join(part for part in (key, keyed.subkey) if part), str(keyed)
+            lines.append(f"{source}: {key}: {message}")
+            continue
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against params.yaml's documented keys)"
         elif "input" in item and item["type"] not in ("missing",) and not isinstance(item["input"], dict):

@@ -33,11 +33,12 @@ def task_delta(bank: MaskBank, task: str) -> StateDict:
     if task not in bank.masks:
         raise MergeflowError(f"unknown task {task!r}; the mask bank holds {', '.join(bank.masks)}")
     mask, rescaler = bank.masks[task], bank.rescalers[task]
-    delta: StateDict = {}
-    for key, value in bank.merged.items():
-        shared = value.to(compute_dtype(value.dtype))
-        delta[key] = (rescaler * masked(shared, mask[key])).to(value.dtype)
-    return delta
+    return {key: task_key_delta(value, mask[key], rescaler) for key, value in bank.merged.items()}
+
+
+def task_key_delta(merged: torch.Tensor, mask: torch.Tensor, rescaler: float) -> torch.Tensor:
+    """One key of task t's reconstructed task vector, rescaler * (mask ⊙ merged), in merged's dtype."""
+    return (rescaler * masked(merged.to(compute_dtype(merged.dtype)), mask)).to(merged.dtype)
 
 
 def reconstruct(base: Mapping[str, torch.Tensor], bank: MaskBank, task: str) -> StateDict:

@@ -6,7 +6,8 @@ import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
-from mergeflow.merging.spectral import merge_per_key
+from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
+from mergeflow.merging.spectral import spectral_plan, thin_svd
 
 
 def cart_rank(rank: int, fraction: float) -> int:
@@ -24,6 +25,11 @@ def cart(
     Defaults are the authors' ViT-B/32 8-task config (prior 2.0, initial_rank_ratio 0.12). The optional
     energy-threshold rank rule is not implemented.
     """
+    return in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix)  # type: ignore[return-value]
+
+
+def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix) -> MergePlan:
+    """CART key by key (no global pass); see :func:`cart`."""
     scale = check_number("scale", scale)
     rank = check_fraction("rank", rank, allow_zero=True)
 
@@ -32,8 +38,8 @@ def cart(
         kept = cart_rank(stack.shape[2], rank)
         if kept == 0:
             return average
-        left, values, right = torch.linalg.svd(stack - average, full_matrices=False)
+        left, values, right = thin_svd(stack - average)
         low_rank = (left[:, :, :kept] * values[:, None, :kept]) @ right[:, :kept, :]
         return average + scale * low_rank.sum(dim=0)
 
-    return merge_per_key(task_vectors, is_matrix, merge_matrix, 1.0)
+    return spectral_plan(is_matrix, merge_matrix, 1.0)

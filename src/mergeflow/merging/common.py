@@ -54,11 +54,27 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+class StackedRows(list[torch.Tensor]):
+    """One key's task vectors as the rows of a (T, *shape) tensor in the compute dtype that the caller owns and
+    will not reuse: ``stack_tensors`` hands ``stacked`` over as is instead of copying it (the streaming path)."""
+
+    def __init__(self, stacked: torch.Tensor) -> None:
+        super().__init__(stacked.unbind(0))
+        self.stacked = stacked
+
+
+def stack_tensors(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One key's task vectors as one new (T, *shape) tensor in the compute dtype (never aliases inputs, except
+    a :class:`StackedRows`, whose stack is already new)."""
+    if isinstance(tensors, StackedRows):
+        return tensors.stacked
+    dtype = compute_dtype(tensors[0].dtype)
+    return torch.stack([tensor.detach().to(dtype) for tensor in tensors])
+
+
 def stack_key(task_vectors: TaskVectors, key: str) -> torch.Tensor:
     """Entry ``key`` of every task vector as one new (T, *shape) tensor in the compute dtype (never aliases inputs)."""
-    tensors = [vector[key].detach() for vector in task_vectors.values()]
-    dtype = compute_dtype(tensors[0].dtype)
-    return torch.stack([tensor.to(dtype) for tensor in tensors])
+    return stack_tensors([vector[key] for vector in task_vectors.values()])
 
 
 def output_dtype(task_vectors: TaskVectors, key: str) -> torch.dtype:
@@ -68,12 +84,17 @@ def output_dtype(task_vectors: TaskVectors, key: str) -> torch.dtype:
 
 def scaled_sum(task_vectors: TaskVectors, keys: Sequence[str], coefficient: float) -> StateDict:
     """coefficient * sum_t tau_t per key: the sum for TA and TALL, the mean (coefficient 1/T) for averaging."""
-    return {key: (coefficient * stack_key(task_vectors, key).sum(dim=0)).to(output_dtype(task_vectors, key)) for key in keys}
+    return {key: summed([vector[key] for vector in task_vectors.values()], coefficient) for key in keys}
+
+
+def summed(tensors: Sequence[torch.Tensor], coefficient: float) -> torch.Tensor:
+    """coefficient * sum_t tau_t for one key, cast back to the task vectors' dtype (the kernel of TA and averaging)."""
+    return (coefficient * stack_tensors(tensors).sum(dim=0)).to(tensors[0].dtype)
 
 
 def masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """values where mask, else exactly 0 (a new tensor; NaN-free, unlike multiplying by the mask)."""
-    return torch.where(mask, values, torch.zeros_like(values))
+    """values where mask, else exactly +0 (a new tensor; NaN-free, unlike multiplying by the mask)."""
+    return values.masked_fill(~mask, 0)
 
 
 def add_to_base(base: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor]) -> StateDict:

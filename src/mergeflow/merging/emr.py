@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.common import StateDict, TaskVectors, masked, merge_keys, output_dtype, stack_key
+from mergeflow.merging.common import TaskVectors, masked, stack_tensors
+from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, in_memory
 
 EMPTY_TASK_RESCALER = 1.0
+
+
+def _elect(stack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, tau_uni) at one key: the (T, *shape) agreement masks and the unified vector, in the compute dtype."""
+    sign = torch.where(stack.sum(dim=0) > 0, 1.0, -1.0).to(stack.dtype)
+    agrees = stack * sign > 0
+    return agrees, sign * masked(stack.abs(), agrees).amax(dim=0)
+
+
+def emr_rescalers(vectors: KeyVectors) -> dict[str, float]:
+    """The global pass: lambda_t = sum_keys mean|tau_t| / sum_keys mean|M_t ⊙ tau_uni| (1.0 when that is 0)."""
+    names = vectors.names
+    numerators = torch.zeros(len(names), dtype=torch.float64)
+    denominators = torch.zeros(len(names), dtype=torch.float64)
+    for key in vectors.keys:
+        stack = stack_tensors(vectors.tensors(key))
+        if not stack[0].numel():
+            continue
+        agrees, shared = _elect(stack)
+        per_task = len(names), -1
+        numerators += stack.abs().reshape(per_task).mean(dim=1).to(torch.float64)
+        denominators += masked(shared.abs().expand_as(stack), agrees).reshape(per_task).mean(dim=1).to(torch.float64)
+    return {
+        name: float(numerators[index] / denominators[index]) if denominators[index] > 0 else EMPTY_TASK_RESCALER
+        for index, name in enumerate(names)
+    }
+
+
+def emr_key(key: str, tensors: Sequence[torch.Tensor]) -> KeyResult:
+    """The per-key kernel: tau_uni cast back to the task vectors' dtype, and one mask M_t per task."""
+    agrees, shared = _elect(stack_tensors(tensors))
+    return KeyResult(shared.to(tensors[0].dtype), tuple(mask.clone() for mask in agrees))
+
+
+def emr_plan(vectors: KeyVectors) -> MergePlan:
+    """EMR as two passes: the rescalers' global sums first, then unified vector and masks key by key."""
+    return MergePlan(emr_key, rescalers=emr_rescalers(vectors))
 
 
 def emr_merge(task_vectors: TaskVectors) -> MaskBank:
@@ -21,26 +61,4 @@ def emr_merge(task_vectors: TaskVectors) -> MaskBank:
       lambda_t is, and 1.0 keeps the T = 1 identity lambda_1 = 1 intact.
     Task t's model is theta_0 + lambda_t * (M_t ⊙ tau_uni): see ``reconstruct``.
     """
-    keys = merge_keys(task_vectors)
-    names = list(task_vectors)
-    unified: StateDict = {}
-    masks: dict[str, StateDict] = {name: {} for name in names}
-    numerators = torch.zeros(len(names), dtype=torch.float64)
-    denominators = torch.zeros(len(names), dtype=torch.float64)
-    for key in keys:
-        stack = stack_key(task_vectors, key)
-        sign = torch.where(stack.sum(dim=0) > 0, 1.0, -1.0).to(stack.dtype)
-        agrees = stack * sign > 0
-        shared = sign * masked(stack.abs(), agrees).amax(dim=0)
-        for index, name in enumerate(names):
-            masks[name][key] = agrees[index].clone()
-        if stack[0].numel():
-            per_task = len(names), -1
-            numerators += stack.abs().reshape(per_task).mean(dim=1).to(torch.float64)
-            denominators += masked(shared.abs().expand_as(stack), agrees).reshape(per_task).mean(dim=1).to(torch.float64)
-        unified[key] = shared.to(output_dtype(task_vectors, key))
-    rescalers = {
-        name: float(numerators[index] / denominators[index]) if denominators[index] > 0 else EMPTY_TASK_RESCALER
-        for index, name in enumerate(names)
-    }
-    return MaskBank(merged=unified, masks=masks, rescalers=rescalers)
+    return in_memory(emr_plan, task_vectors)  # type: ignore[return-value]

@@ -6,7 +6,8 @@ import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
-from mergeflow.merging.spectral import merge_per_key, polar_factor
+from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
+from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
 
 
 def iso_c(task_vectors: TaskVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix) -> StateDict:
@@ -15,13 +16,18 @@ def iso_c(task_vectors: TaskVectors, *, scale: float = 1.0, is_matrix: KeyPredic
     mean(S) runs over all r singular values, near-zero ones included; for T = 1 this is deliberately not tau_1.
     Default scale 1.0 is our choice: the authors search {0.1, ..., 3.0} on validation with early stopping.
     """
+    return in_memory(iso_c_plan, task_vectors, scale=scale, is_matrix=is_matrix)  # type: ignore[return-value]
+
+
+def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix) -> MergePlan:
+    """Iso-C key by key (no global pass); see :func:`iso_c`."""
     scale = check_number("scale", scale)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
-        left, values, right = torch.linalg.svd(stack.sum(dim=0), full_matrices=False)
+        left, values, right = thin_svd(stack.sum(dim=0))
         return scale * values.mean() * (left @ right)
 
-    return merge_per_key(task_vectors, is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale)
 
 
 def iso_cts_subspace_sizes(rank: int, num_tasks: int, common: float) -> tuple[int, int]:
@@ -45,14 +51,21 @@ def iso_cts(
     polar factors, and every singular value is set to the mean of all kept ones. ``common = 1`` is Iso-C.
     Non-matrix keys get the mean of tau_t. Default scale 1.0 is our choice (the authors search {0.1, ..., 3.0}).
     """
+    return in_memory(iso_cts_plan, task_vectors, scale=scale, common=common, is_matrix=is_matrix)  # type: ignore[return-value]
+
+
+def iso_cts_plan(
+    vectors: KeyVectors, *, scale: float = 1.0, common: float = 0.8, is_matrix: KeyPredicate = is_tsv_iso_matrix
+) -> MergePlan:
+    """Iso-CTS key by key (no global pass); see :func:`iso_cts`."""
     scale = check_number("scale", scale)
     common = check_fraction("common", common, allow_zero=True)
-    num_tasks = len(task_vectors)
+    num_tasks = len(vectors.names)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         _, rows, cols = stack.shape
         num_common, per_task = iso_cts_subspace_sizes(cols, num_tasks, common)
-        left, values, right = torch.linalg.svd(stack.sum(dim=0), full_matrices=False)
+        left, values, right = thin_svd(stack.sum(dim=0))
         left_parts, value_parts, right_parts = [], [], []
         if per_task:
             if transposed:  # the original left side is our right side
@@ -61,7 +74,7 @@ def iso_cts(
             else:
                 basis = left[:, :num_common]
                 residual = stack - basis @ (basis.mT @ stack)
-            task_left, task_values, task_right = torch.linalg.svd(residual, full_matrices=False)
+            task_left, task_values, task_right = thin_svd(residual)
             used = num_tasks * per_task
             left_parts.append(task_left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used))
             value_parts.append(task_values[:, :per_task].reshape(used))
@@ -74,4 +87,4 @@ def iso_cts(
         orthogonal_right = polar_factor(torch.cat(right_parts, dim=0).mT).mT
         return scale * flat_value * (orthogonal_left @ orthogonal_right)
 
-    return merge_per_key(task_vectors, is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale)

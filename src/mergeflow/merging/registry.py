@@ -9,8 +9,8 @@ from typing import Literal
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.basic import task_arithmetic, weight_averaging
-from mergeflow.merging.cart import cart
+from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
+from mergeflow.merging.cart import cart, cart_plan
 from mergeflow.merging.common import (
     StateDict,
     TaskVectors,
@@ -20,11 +20,12 @@ from mergeflow.merging.common import (
     check_non_negative_int,
     check_number,
 )
-from mergeflow.merging.emr import emr_merge
-from mergeflow.merging.iso import iso_c, iso_cts
-from mergeflow.merging.tall import consensus_ta, tall_ta, tall_ties
-from mergeflow.merging.ties import AGGREGATES, ties_merge
-from mergeflow.merging.tsv import tsv_m
+from mergeflow.merging.emr import emr_merge, emr_plan
+from mergeflow.merging.iso import iso_c, iso_c_plan, iso_cts, iso_cts_plan
+from mergeflow.merging.plan import MergePlan
+from mergeflow.merging.tall import consensus_ta, consensus_ta_plan, tall_ta, tall_ta_plan, tall_ties, tall_ties_plan
+from mergeflow.merging.ties import AGGREGATES, ties_merge, ties_plan
+from mergeflow.merging.tsv import tsv_m, tsv_m_plan
 
 Value = float | int | str | None
 _KIND_WORDS = {float: "a number", int: "an integer", str: "a string"}
@@ -65,13 +66,15 @@ class HyperParameter:
 
 @dataclass(frozen=True)
 class MergeMethod:
-    """A results-table method: what it returns (``delta``: one merged task vector; ``bank``: a MaskBank)."""
+    """A results-table method: what it returns (``delta``: one merged task vector; ``bank``: a MaskBank), and its
+    plan (global passes + per-key kernel), which ``function`` runs in memory and ``merging.streaming`` on files."""
 
     name: str
     function: Callable[..., StateDict | MaskBank]
     returns: Literal["delta", "bank"]
     summary: str
     hyperparameters: tuple[HyperParameter, ...] = field(default=())
+    plan: Callable[..., MergePlan] | None = None  # (KeyVectors, **hyperparameters): the form the streaming runner uses
 
     def defaults(self) -> dict[str, Value]:
         return {parameter.name: parameter.default for parameter in self.hyperparameters}
@@ -104,33 +107,33 @@ _LAM = HyperParameter("lam", float, 0.4, "TALL lambda in m_t = |tau_t| > lam * |
 METHODS: dict[str, MergeMethod] = {
     method.name: method
     for method in (
-        MergeMethod("weight_averaging", weight_averaging, "delta", "mean of the experts' weights"),
+        MergeMethod("weight_averaging", weight_averaging, "delta", "mean of the experts' weights", plan=weight_averaging_plan),
         MergeMethod("task_arithmetic", task_arithmetic, "delta", "theta_0 + scale * sum of task vectors",
-                    (_scale(0.3, "coefficient of the task-vector sum", _TA_SCALE_GRID),)),
+                    (_scale(0.3, "coefficient of the task-vector sum", _TA_SCALE_GRID),), task_arithmetic_plan),
         MergeMethod("ties", ties_merge, "delta", "TIES: trim, elect sign, disjoint merge",
-                    (_keep_fraction(0.2), _aggregate("mean"), _scale(1.0, "coefficient of the TIES vector", _TA_SCALE_GRID))),
-        MergeMethod("tall_ta", tall_ta, "bank", "TALL masks over the task-arithmetic sum", (_LAM,)),
+                    (_keep_fraction(0.2), _aggregate("mean"), _scale(1.0, "coefficient of the TIES vector", _TA_SCALE_GRID)), ties_plan),
+        MergeMethod("tall_ta", tall_ta, "bank", "TALL masks over the task-arithmetic sum", (_LAM,), tall_ta_plan),
         MergeMethod("tall_ties", tall_ties, "bank", "TALL masks over the TIES dis-sum vector",
-                    (_LAM, _keep_fraction(0.2), _aggregate("sum"))),
+                    (_LAM, _keep_fraction(0.2), _aggregate("sum")), tall_ties_plan),
         MergeMethod("consensus_ta", consensus_ta, "delta", "TA sum restricted to entries >= min_agreement TALL masks share",
                     (_LAM, HyperParameter("min_agreement", int, 2, "tasks whose TALL mask must keep an entry (>= 0)",
                                           check_non_negative_int),
-                     _scale(0.3, "coefficient of the consensus vector", _TA_SCALE_GRID))),
-        MergeMethod("emr", emr_merge, "bank", "EMR: unified vector, per-task masks and rescalers (no hyperparameters)"),
+                     _scale(0.3, "coefficient of the consensus vector", _TA_SCALE_GRID)), consensus_ta_plan),
+        MergeMethod("emr", emr_merge, "bank", "EMR: unified vector, per-task masks and rescalers (no hyperparameters)", plan=emr_plan),
         MergeMethod("tsv_m", tsv_m, "delta", "Task Singular Vectors merge",
                     (_scale(1.0, "coefficient of the TSV-M delta", _SVD_SCALE_GRID),
                      HyperParameter("rank", float, None, "per-task rank fraction of r; none = int(r/T), the authors' rule",
-                                    partial(check_fraction, allow_zero=False), optional=True))),
+                                    partial(check_fraction, allow_zero=False), optional=True)), tsv_m_plan),
         MergeMethod("cart", cart, "delta", "centred task vectors, low-rank, added to the average",
                     (_scale(2.0, "lambda multiplying the sum of low-rank centred task vectors", ()),
                      HyperParameter("rank", float, 0.12, "rank fraction of r kept per centred task vector, in [0, 1]",
-                                    partial(check_fraction, allow_zero=True)))),
+                                    partial(check_fraction, allow_zero=True))), cart_plan),
         MergeMethod("iso_c", iso_c, "delta", "isotropic merge: flattened spectrum of the task-vector sum",
-                    (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),)),
+                    (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),), iso_c_plan),
         MergeMethod("iso_cts", iso_cts, "delta", "isotropic merge in common and task-specific subspaces",
                     (_scale(1.0, "coefficient of the Iso-CTS delta", _SVD_SCALE_GRID),
                      HyperParameter("common", float, 0.8, "common-space fraction of r, in [0, 1]; 1 = Iso-C",
-                                    partial(check_fraction, allow_zero=True)))),
+                                    partial(check_fraction, allow_zero=True))), iso_cts_plan),
     )
 }
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from mergeflow.merging.common import (
     StateDict,
     TaskVectors,
@@ -11,35 +14,68 @@ from mergeflow.merging.common import (
     check_fraction,
     check_number,
     masked,
-    merge_keys,
-    output_dtype,
-    stack_key,
+    stack_tensors,
 )
-from mergeflow.merging.topk import above_threshold, magnitude_threshold
+from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, delta_kernel, in_memory
+from mergeflow.merging.topk import above_threshold
 
 AGGREGATES = ("mean", "sum")
 
 
-def _trim_thresholds(task_vectors: TaskVectors, keys: list[str], k: float) -> list[torch.Tensor | None]:
-    """One |x| threshold per task, over that task's whole flattened vector (TIES trims globally, not per layer)."""
-    return [magnitude_threshold([vector[key] for key in keys], k) for vector in task_vectors.values()]
+@dataclass(frozen=True)
+class TiesStatistics:
+    """TIES's two global quantities: one |x| trim threshold per task (None = keep all) and the majority sign."""
+
+    thresholds: list[torch.Tensor | None]
+    majority_sign: float
 
 
-def _trimmed(task_vectors: TaskVectors, key: str, thresholds: list[torch.Tensor | None]) -> torch.Tensor:
-    """The (T, *shape) stack of trimmed task vectors at ``key``; recomputed per pass instead of holding T copies."""
-    stack = stack_key(task_vectors, key)
-    keep = torch.stack([above_threshold(vector[key], threshold) for vector, threshold in zip(task_vectors.values(), thresholds)])
+def _trimmed(tensors: Sequence[torch.Tensor], thresholds: list[torch.Tensor | None]) -> torch.Tensor:
+    """The (T, *shape) stack of trimmed task vectors at one key; recomputed per pass instead of holding T copies."""
+    stack = stack_tensors(tensors)
+    keep = torch.stack([above_threshold(tensor, threshold) for tensor, threshold in zip(tensors, thresholds)])
     return masked(stack, keep)
+
+
+def ties_statistics(vectors: KeyVectors, k: float) -> TiesStatistics:
+    """The global passes: per-task thresholds over the task's whole flattened vector (TIES trims globally, not
+    per layer), then the sign votes of the trimmed sums over every key."""
+    thresholds = vectors.magnitude_thresholds(k)
+    sign_votes = 0
+    for key in vectors.keys:
+        sign_votes += int(torch.sign(_trimmed(vectors.tensors(key), thresholds).sum(dim=0)).to(torch.int64).sum())
+    return TiesStatistics(thresholds, float((sign_votes > 0) - (sign_votes < 0)))
+
+
+def ties_key(tensors: Sequence[torch.Tensor], statistics: TiesStatistics, aggregate: str, scale: float) -> torch.Tensor:
+    """The per-key kernel: trim, elect (zero sums take the majority sign), disjoint merge, scale, cast back."""
+    trimmed = _trimmed(tensors, statistics.thresholds)
+    elected = torch.sign(trimmed.sum(dim=0))
+    elected = torch.where(elected == 0, torch.full_like(elected, statistics.majority_sign), elected)
+    agrees = torch.where(elected > 0, trimmed > 0, trimmed < 0)
+    total = masked(trimmed, agrees).sum(dim=0)
+    if aggregate == "mean":
+        total = total / agrees.sum(dim=0).clamp(min=1)
+    return (scale * total).to(tensors[0].dtype)
 
 
 def trim_masks(task_vectors: TaskVectors, k: float = 0.2) -> dict[str, StateDict]:
     """The per-task boolean masks of the trim step (for inspection and tests)."""
-    keys = merge_keys(task_vectors)
-    thresholds = _trim_thresholds(task_vectors, keys, k)
+    vectors = InMemoryVectors(task_vectors)
+    thresholds = vectors.magnitude_thresholds(k)
     return {
-        name: {key: above_threshold(vector[key], threshold) for key in keys}
+        name: {key: above_threshold(vector[key], threshold) for key in vectors.keys}
         for (name, vector), threshold in zip(task_vectors.items(), thresholds)
     }
+
+
+def ties_plan(vectors: KeyVectors, *, k: float = 0.2, aggregate: str = "mean", scale: float = 1.0) -> MergePlan:
+    """Check the hyperparameters, run the global passes, and return the per-key TIES kernel."""
+    k = check_fraction("k (TIES keep fraction)", k, allow_zero=False)
+    aggregate = check_choice("aggregate", aggregate, AGGREGATES)
+    scale = check_number("scale", scale)
+    statistics = ties_statistics(vectors, k)
+    return MergePlan(delta_kernel(lambda key, tensors: ties_key(tensors, statistics, aggregate, scale)))
 
 
 def ties_merge(task_vectors: TaskVectors, *, k: float = 0.2, aggregate: str = "mean", scale: float = 1.0) -> StateDict:
@@ -55,25 +91,4 @@ def ties_merge(task_vectors: TaskVectors, *, k: float = 0.2, aggregate: str = "m
       tall_masks' TALL/Consensus-TIES).
     Default ``scale=1.0`` is the paper's no-validation lambda; the codebases search it on validation.
     """
-    keys = merge_keys(task_vectors)
-    k = check_fraction("k (TIES keep fraction)", k, allow_zero=False)
-    aggregate = check_choice("aggregate", aggregate, AGGREGATES)
-    scale = check_number("scale", scale)
-    thresholds = _trim_thresholds(task_vectors, keys, k)
-
-    sign_votes = 0
-    for key in keys:
-        sign_votes += int(torch.sign(_trimmed(task_vectors, key, thresholds).sum(dim=0)).to(torch.int64).sum())
-    majority_sign = float((sign_votes > 0) - (sign_votes < 0))
-
-    merged: StateDict = {}
-    for key in keys:
-        trimmed = _trimmed(task_vectors, key, thresholds)
-        elected = torch.sign(trimmed.sum(dim=0))
-        elected = torch.where(elected == 0, torch.full_like(elected, majority_sign), elected)
-        agrees = torch.where(elected > 0, trimmed > 0, trimmed < 0)
-        total = masked(trimmed, agrees).sum(dim=0)
-        if aggregate == "mean":
-            total = total / agrees.sum(dim=0).clamp(min=1)
-        merged[key] = (scale * total).to(output_dtype(task_vectors, key))
-    return merged
+    return in_memory(ties_plan, task_vectors, k=k, aggregate=aggregate, scale=scale)  # type: ignore[return-value]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from mergeflow.merging.common import StateDict, check_fraction
@@ -41,3 +42,56 @@ def topk_magnitude_mask(tensors: Mapping[str, torch.Tensor], keep: float) -> Sta
     """Boolean masks keeping the top ``keep`` fraction by magnitude over *all* of ``tensors`` (global, not per key)."""
     threshold = magnitude_threshold(list(tensors.values()), keep)
     return {key: above_threshold(value, threshold) for key, value in tensors.items()}
+
+
+_DIGITS = {torch.float32: 2, torch.float64: 4}  # 16-bit digits in the bit pattern
+
+
+def streamed_magnitude_thresholds(
+    keys: Sequence[str], tensors: Callable[[str], Sequence[torch.Tensor]], num_tasks: int, magnitude_dtype: torch.dtype, keep: float
+) -> list[torch.Tensor | None]:
+    """Per task, exactly ``magnitude_threshold`` over that task's keys, without ever holding a whole task vector.
+
+    ``tensors(key)`` gives the T tensors of one key (read again on every pass). A radix select on the bit
+    pattern of |x| (monotone for non-negative IEEE floats), one 16-bit digit per pass, most significant first:
+    each pass histograms the next digit of the entries whose higher digits match the prefix found so far and
+    keeps the bucket holding the rank-th smallest value. Two passes for float32 (four for float64) give the
+    exact bit pattern; memory is T histograms of 65536 counts. The sign bit is masked off rather than taking
+    abs(), and the digits are read as uint16 views, so a pass costs about one read of the data.
+    """
+    keep = check_fraction("k (keep fraction)", keep, allow_zero=False)
+    if magnitude_dtype not in _DIGITS:
+        raise ValueError(f"magnitude dtype must be float32 or float64, got {magnitude_dtype}")
+    digits = _DIGITS[magnitude_dtype]
+    top = digits - 1  # little-endian: the last uint16 of each value is the most significant
+    total = 0  # counted on the first pass
+    prefixes: list[list[int]] = [[] for _ in range(num_tasks)]
+    ranks = [0] * num_tasks  # 1-based rank of the wanted value among the entries matching the prefix
+    for level in range(digits):
+        counts = np.zeros((num_tasks, 1 << 16), dtype=np.int64)
+        for key in keys:
+            for task, tensor in enumerate(tensors(key)):
+                words = tensor.detach().reshape(-1).to(magnitude_dtype).numpy().view(np.uint16).reshape(-1, digits)
+                if level == 0:
+                    total += words.shape[0] if task == 0 else 0
+                    counts[task] += np.bincount(words[:, top] & 0x7FFF, minlength=1 << 16)
+                    continue
+                match = (words[:, top] & 0x7FFF) == prefixes[task][0]
+                for depth in range(1, level):
+                    match &= words[:, top - depth] == prefixes[task][depth]
+                counts[task] += np.bincount(words[match, top - level], minlength=1 << 16)
+        if level == 0:
+            kept = int(total * keep)
+            if total == 0 or kept >= total:
+                return [None] * num_tasks
+            ranks = [total - kept] * num_tasks
+        cumulative = counts.cumsum(axis=1)
+        for task in range(num_tasks):
+            digit = int(np.searchsorted(cumulative[task], ranks[task]))  # first bucket with cumulative >= rank
+            ranks[task] -= int(cumulative[task, digit - 1]) if digit else 0
+            prefixes[task].append(digit)
+    thresholds: list[torch.Tensor | None] = []
+    for prefix in prefixes:
+        words = np.array(prefix[::-1], dtype=np.uint16)  # least significant first
+        thresholds.append(torch.from_numpy(words.view(np.float32 if digits == 2 else np.float64).copy()).reshape(()))
+    return thresholds

@@ -7,7 +7,8 @@ import torch
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
-from mergeflow.merging.spectral import merge_per_key, polar_factor
+from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
+from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
 
 
 def tsv_per_task_rank(rank: int, num_tasks: int, fraction: float | None = None) -> int:
@@ -33,15 +34,22 @@ def tsv_m(
     concatenations by their polar factors, and Delta = P_U diag(s) P_V. Other keys get the mean of tau_t, also
     times ``scale``. Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
     """
+    return in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix)  # type: ignore[return-value]
+
+
+def tsv_m_plan(
+    vectors: KeyVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix
+) -> MergePlan:
+    """TSV-M key by key (no global pass); see :func:`tsv_m`."""
     scale = check_number("scale", scale)
-    num_tasks = len(task_vectors)
+    num_tasks = len(vectors.names)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         _, rows, cols = stack.shape
         per_task = tsv_per_task_rank(cols, num_tasks, rank)
         if per_task == 0:
             return torch.zeros_like(stack[0])
-        left, values, right = torch.linalg.svd(stack, full_matrices=False)
+        left, values, right = thin_svd(stack)
         used = num_tasks * per_task
         left_all = torch.zeros(rows, cols, dtype=stack.dtype, device=stack.device)
         values_all = torch.zeros(cols, dtype=stack.dtype, device=stack.device)
@@ -52,4 +60,4 @@ def tsv_m(
         orthogonal_right = polar_factor(right_all.mT).mT
         return scale * (polar_factor(left_all) * values_all) @ orthogonal_right
 
-    return merge_per_key(task_vectors, is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale)

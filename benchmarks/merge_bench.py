@@ -1,0 +1,196 @@
+"""Streaming-merge benchmark: wall time and peak RSS per method next to the time of reading every checkpoint once.
+
+Not a test. It writes T experts shaped like an open_clip image encoder to disk (float32, random task vectors
+of realistic size), then runs every method in a fresh subprocess (so one method's memory never hides
+another's: peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``) and prints
+
+    method | wall s | peak RSS MB | x read
+
+where ``wall s`` is the merge itself (``merging.streaming.merge_files``, output written to disk) and
+``x read`` divides it by the time a fresh process takes to read the base and every expert once, tensor by
+tensor. Both run on files the OS has just written, so they are usually served from the page cache.
+
+Examples::
+
+    python benchmarks/merge_bench.py                                   # 8 x ViT-B/32 (87.8 M params), all methods
+    python benchmarks/merge_bench.py --methods task_arithmetic,ties,tall_ta,emr
+    python benchmarks/merge_bench.py --experts 8 --preset vit-b-32 --dir /data/bench --keep
+
+The documented large run (not part of any test; ~24 GB of weights on a 24 GB machine, so it only works
+because nothing holds more than one tensor per expert; it needs ~26 GB of free disk and takes a while)::
+
+    python benchmarks/merge_bench.py --experts 20 --preset vit-l-14 --methods ties,tall_ties --dir /data/bench20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ALL_METHODS = (
+    "weight_averaging",
+    "task_arithmetic",
+    "ties",
+    "tall_ta",
+    "tall_ties",
+    "consensus_ta",
+    "emr",
+    "tsv_m",
+    "cart",
+    "iso_c",
+    "iso_cts",
+)
+
+# (width, layers, patch, image size, output dim) of open_clip's image towers.
+PRESETS = {"vit-b-32": (768, 12, 32, 224, 512), "vit-l-14": (1024, 24, 14, 224, 768)}
+
+
+def encoder_shapes(preset: str) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of open_clip's ``visual`` tower (ViT-B/32: 87,849,216 parameters)."""
+    width, layers, patch, image, output = PRESETS[preset]
+    grid = image // patch
+    shapes: dict[str, tuple[int, ...]] = {
+        "visual.class_embedding": (width,),
+        "visual.positional_embedding": (grid * grid + 1, width),
+        "visual.conv1.weight": (width, 3, patch, patch),
+        "visual.ln_pre.weight": (width,),
+        "visual.ln_pre.bias": (width,),
+    }
+    for layer in range(layers):
+        prefix = f"visual.transformer.resblocks.{layer}."
+        shapes.update(
+            {
+                prefix + "ln_1.weight": (width,),
+                prefix + "ln_1.bias": (width,),
+                prefix + "attn.in_proj_weight": (3 * width, width),
+                prefix + "attn.in_proj_bias": (3 * width,),
+                prefix + "attn.out_proj.weight": (width, width),
+                prefix + "attn.out_proj.bias": (width,),
+                prefix + "ln_2.weight": (width,),
+                prefix + "ln_2.bias": (width,),
+                prefix + "mlp.c_fc.weight": (4 * width, width),
+                prefix + "mlp.c_fc.bias": (4 * width,),
+                prefix + "mlp.c_proj.weight": (width, 4 * width),
+                prefix + "mlp.c_proj.bias": (width,),
+            }
+        )
+    shapes.update({"visual.ln_post.weight": (width,), "visual.ln_post.bias": (width,), "visual.proj": (width, output)})
+    return shapes
+
+
+def write_checkpoints(directory: Path, preset: str, experts: int) -> tuple[Path, dict[str, Path]]:
+    """base.safetensors and expert_{i}.safetensors, written one tensor at a time (never a whole model in memory)."""
+    import torch
+
+    from mergeflow.statedict.writer import SafetensorsWriter
+
+    shapes = encoder_shapes(preset)
+    layout = [(key, torch.float32, shape) for key, shape in shapes.items()]
+    base_path = directory / "base.safetensors"
+    with SafetensorsWriter(base_path, layout) as writer:
+        for index, (key, shape) in enumerate(shapes.items()):
+            writer.write(key, torch.randn(shape, generator=torch.Generator().manual_seed(index)) * 0.02)
+    paths = {}
+    for task in range(experts):
+        paths[f"task{task}"] = directory / f"expert_{task}.safetensors"
+        with SafetensorsWriter(paths[f"task{task}"], layout) as writer:
+            for index, (key, shape) in enumerate(shapes.items()):
+                generator = torch.Generator().manual_seed(index)
+                base = torch.randn(shape, generator=generator) * 0.02
+                generator.manual_seed(1_000_003 * (task + 1) + index)
+                writer.write(key, base + torch.randn(shape, generator=generator) * 1e-3)
+    return base_path, paths
+
+
+def _child(args: argparse.Namespace) -> None:
+    """Runs inside the fresh subprocess: one read pass or one merge; prints its wall time as JSON."""
+    from mergeflow.merging.streaming import merge_files
+    from mergeflow.statedict.lazy import LazySafetensors
+
+    spec = json.loads(args.child)
+    start = time.perf_counter()
+    if spec["method"] == "read":
+        total = 0
+        for path in [spec["base"], *spec["experts"].values()]:
+            with LazySafetensors(path) as handle:
+                for key in handle.keys:
+                    total += handle.get(key, check_finite=False).numel()
+    else:
+        merge_files(spec["method"], spec["base"], spec["experts"], spec["out"])
+    print(json.dumps({"wall": time.perf_counter() - start}))
+
+
+def _measure(spec: dict[str, object]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one step in a fresh interpreter."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"{spec['method']} failed:\n{stderr}")
+    return json.loads(stdout.strip().splitlines()[-1])["wall"], usage.ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experts", type=int, default=8, help="number of experts to write and merge (default 8)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="vit-b-32", help="encoder shape (default vit-b-32)")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated registry names (default: all 11)")
+    parser.add_argument("--dir", help="where to write the checkpoints (default: a temporary directory, deleted afterwards)")
+    parser.add_argument("--keep", action="store_true", help="keep the checkpoints (and reuse them if --dir already has them)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args)
+        return 0
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in ALL_METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="merge_bench_"))
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        base, experts = directory / "base.safetensors", {f"task{t}": directory / f"expert_{t}.safetensors" for t in range(args.experts)}
+        if not (args.keep and base.exists() and all(path.exists() for path in experts.values())):
+            base, experts = write_checkpoints(directory, args.preset, args.experts)
+        params = sum(_numel(shape) for shape in encoder_shapes(args.preset).values())
+        print(f"{args.experts} experts x {params / 1e6:.1f} M params ({args.preset}, float32) in {directory} "
+              f"[written in {time.perf_counter() - start:.1f} s]; {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
+        common = {"base": str(base), "experts": {name: str(path) for name, path in experts.items()}}
+        read_wall, read_rss = _measure({**common, "method": "read"})
+        print(f"{'method':<18}{'wall s':>9}{'peak RSS MB':>13}{'x read':>8}")
+        print(f"{'read (base+experts)':<18}{read_wall:>9.2f}{read_rss:>13.0f}{1.0:>8.2f}")
+        for method in methods:
+            out = directory / f"out_{method}.safetensors"
+            wall, rss = _measure({**common, "method": method, "out": str(out)})
+            out.unlink(missing_ok=True)
+            print(f"{method:<18}{wall:>9.2f}{rss:>13.0f}{wall / read_wall:>8.2f}", flush=True)
+    finally:
+        if not args.keep:
+            if args.dir:  # only what this script wrote
+                for path in [directory / "base.safetensors", *(directory / f"expert_{t}.safetensors" for t in range(args.experts))]:
+                    path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+if __name__ == "__main__":
+    sys.exit(main())
