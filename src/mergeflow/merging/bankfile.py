@@ -51,6 +51,7 @@ def bank_metadata(
     rescalers: Mapping[str, float],
     method: str | None = None,
     hyperparameters: Mapping[str, object] | None = None,
+    info: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
     """The bank's metadata strings (safetensors metadata is str -> str, so the structured parts are JSON)."""
     metadata = {
@@ -63,17 +64,20 @@ def bank_metadata(
         metadata["method"] = method
     if hyperparameters is not None:
         metadata["hyperparameters"] = json.dumps(dict(hyperparameters))
+    if info is not None:
+        metadata["info"] = json.dumps(dict(info), sort_keys=True)
     return metadata
 
 
 def write_mask_bank(
-    path: str | os.PathLike[str], bank: MaskBank, *, method: str | None = None, hyperparameters: Mapping[str, object] | None = None
+    path: str | os.PathLike[str], bank: MaskBank, *, method: str | None = None,
+    hyperparameters: Mapping[str, object] | None = None, info: Mapping[str, object] | None = None,
 ) -> None:
-    """Write an in-memory MaskBank as a bank file (atomically)."""
+    """Write an in-memory MaskBank as a bank file (atomically); ``info`` is free-form provenance (e.g. chosen λ)."""
     keys = list(bank.merged)
     shapes = {key: tuple(value.shape) for key, value in bank.merged.items()}
     dtypes = {key: value.dtype for key, value in bank.merged.items()}
-    metadata = bank_metadata(bank.tasks, shapes, bank.rescalers, method, hyperparameters)
+    metadata = bank_metadata(bank.tasks, shapes, bank.rescalers, method, hyperparameters, info)
     with SafetensorsWriter(path, bank_layout(keys, dtypes, shapes, len(bank.tasks)), metadata) as writer:
         for key in keys:
             writer.write(merged_name(key), bank.merged[key])
