@@ -4,11 +4,14 @@ Not a test. It writes T experts shaped like an open_clip image encoder to disk (
 of realistic size), then runs every method in a fresh subprocess (so one method's memory never hides
 another's: peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``) and prints
 
-    method | wall s | peak RSS MB | x read
+    method | wall s | peak RSS MB | x read | x read+write
 
-where ``wall s`` is the merge itself (``merging.streaming.merge_files``, output written to disk) and
-``x read`` divides it by the time a fresh process takes to read the base and every expert once, tensor by
-tensor. Both run on files the OS has just written, so they are usually served from the page cache.
+where ``wall s`` is the merge itself (``merging.streaming.merge_files``, output written to disk), ``x read``
+divides it by the time a fresh process takes to read the base and every expert once, tensor by tensor, and
+``x read+write`` by that plus the time to write one model-sized file (the least any merge must do: read
+everything once, write its output once). TIES-based methods read everything four times (two radix-select
+passes for the exact thresholds, the sign votes, the output), EMR twice. Reads usually come from the page
+cache (the files were just written); writes go through the page cache to disk.
 
 Examples::
 
@@ -113,10 +116,17 @@ def _child(args: argparse.Namespace) -> None:
     """Runs inside the fresh subprocess: one read pass or one merge; prints its wall time as JSON."""
     from mergeflow.merging.streaming import merge_files
     from mergeflow.statedict.lazy import LazySafetensors
+    from mergeflow.statedict.writer import SafetensorsWriter
 
     spec = json.loads(args.child)
     start = time.perf_counter()
-    if spec["method"] == "read":
+    if spec["method"] == "write":
+        with LazySafetensors(spec["base"]) as handle:
+            layout = [(key, handle.dtype(key), handle.shape(key)) for key in handle.keys]
+            with SafetensorsWriter(spec["out"], layout) as writer:
+                for key in handle.keys:
+                    writer.write(key, handle.get(key, check_finite=False))
+    elif spec["method"] == "read":
         total = 0
         for path in [spec["base"], *spec["experts"].values()]:
             with LazySafetensors(path) as handle:
@@ -168,13 +178,19 @@ def main(argv: list[str] | None = None) -> int:
               f"[written in {time.perf_counter() - start:.1f} s]; {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
         common = {"base": str(base), "experts": {name: str(path) for name, path in experts.items()}}
         read_wall, read_rss = _measure({**common, "method": "read"})
-        print(f"{'method':<18}{'wall s':>9}{'peak RSS MB':>13}{'x read':>8}")
-        print(f"{'read (base+experts)':<18}{read_wall:>9.2f}{read_rss:>13.0f}{1.0:>8.2f}")
+        copy = directory / "out_write.safetensors"
+        write_wall, write_rss = _measure({**common, "method": "write", "out": str(copy)})
+        write_wall -= read_wall / (args.experts + 1)  # the copy also read the base once
+        copy.unlink(missing_ok=True)
+        floor = read_wall + write_wall
+        print(f"{'method':<18}{'wall s':>9}{'peak RSS MB':>13}{'x read':>8}{'x read+write':>14}")
+        print(f"{'read (base+experts)':<18}{read_wall:>9.2f}{read_rss:>13.0f}{1.0:>8.2f}{read_wall / floor:>14.2f}")
+        print(f"{'write (one model)':<18}{write_wall:>9.2f}{write_rss:>13.0f}{write_wall / read_wall:>8.2f}{write_wall / floor:>14.2f}")
         for method in methods:
             out = directory / f"out_{method}.safetensors"
             wall, rss = _measure({**common, "method": method, "out": str(out)})
             out.unlink(missing_ok=True)
-            print(f"{method:<18}{wall:>9.2f}{rss:>13.0f}{wall / read_wall:>8.2f}", flush=True)
+            print(f"{method:<18}{wall:>9.2f}{rss:>13.0f}{wall / read_wall:>8.2f}{wall / floor:>14.2f}", flush=True)
     finally:
         if not args.keep:
             if args.dir:  # only what this script wrote

@@ -205,3 +205,41 @@ def test_bank_file_round_trip_and_task_reconstruction(tmp_path: Path) -> None:
         reconstruct_task(base, opened, "delta")
     packed_bytes = sum(opened.file.numel(key) for key in opened.file.keys if key.startswith("mask/"))
     assert packed_bytes == sum((bank.masks[TASKS[0]][key].numel() + 7) // 8 for key in bank.merged) * len(TASKS)
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "tall_ta", "tall_ties", "consensus_ta", "emr"])
+def test_chunked_kernels_equal_whole_key_kernels(method: str) -> None:
+    """Element-wise plans run in column chunks (``MergePlan.apply``); on keys spanning several chunks (and a
+    ragged last one) the result must equal the kernel applied to the whole key, bit for bit."""
+    from mergeflow.merging.plan import CHUNK, InMemoryVectors
+    from mergeflow.merging.registry import get_method, resolve_hyperparameters
+
+    generator = torch.Generator().manual_seed(3)
+    shapes = {"visual.big": (3, CHUNK + 17), "visual.small": (5,)}
+    vectors = {
+        name: {key: (0.01 * torch.randn(shape, generator=generator)).round(decimals=3) for key, shape in shapes.items()}
+        for name in TASKS
+    }
+    source = InMemoryVectors(vectors)
+    plan = get_method(method).plan(source, **resolve_hyperparameters(method, {}))  # type: ignore[misc]
+    assert plan.elementwise
+    for key in source.keys:
+        chunked, whole = plan.apply(key, source.tensors(key)), plan.kernel(key, source.tensors(key))
+        assert torch.equal(chunked.merged, whole.merged)
+        assert chunked.merged.shape == whole.merged.shape
+        for mask_chunked, mask_whole in zip(chunked.masks or (), whole.masks or ()):
+            assert torch.equal(mask_chunked, mask_whole)
+
+
+def test_trim_rows_equals_the_masked_comparison() -> None:
+    """The float-only trim keeps exactly |x| >= threshold (ties at the threshold kept, zeros dropped or kept as
+    zeros), also when a threshold has a wider dtype than the rows (the comparison fallback) or is absent."""
+    from mergeflow.merging.common import masked
+    from mergeflow.merging.topk import above_threshold, trim_rows
+
+    stack = torch.tensor([[0.5, -0.25, 0.0, -0.5, 0.125], [1.0, -1.0, 0.3, 0.0, -0.7], [0.2, 0.1, -0.3, 0.4, 0.0]])
+    thresholds = [torch.tensor(0.25), torch.tensor(0.3, dtype=torch.float64), None]
+    expected = masked(stack, torch.stack([above_threshold(row, threshold) for row, threshold in zip(stack, thresholds)]))
+    trimmed = trim_rows(stack, thresholds)
+    assert torch.equal(trimmed, expected)
+    assert trimmed[0].tolist() == [0.5, -0.25, 0.0, -0.5, 0.0]  # the tie at 0.25 is kept

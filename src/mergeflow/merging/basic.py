@@ -10,13 +10,13 @@ from mergeflow.merging.plan import KeyVectors, MergePlan, delta_kernel, in_memor
 def weight_averaging_plan(vectors: KeyVectors) -> MergePlan:
     """Per key (1/T) * sum_t tau_t; no global pass."""
     coefficient = 1.0 / len(vectors.names)
-    return MergePlan(delta_kernel(lambda key, tensors: summed(tensors, coefficient)))
+    return MergePlan(delta_kernel(lambda key, tensors: summed(tensors, coefficient)), elementwise=True)
 
 
 def task_arithmetic_plan(vectors: KeyVectors, *, scale: float = 0.3) -> MergePlan:
     """Per key scale * sum_t tau_t; no global pass."""
     scale = check_number("scale", scale)
-    return MergePlan(delta_kernel(lambda key, tensors: summed(tensors, scale)))
+    return MergePlan(delta_kernel(lambda key, tensors: summed(tensors, scale)), elementwise=True)
 
 
 def weight_averaging(task_vectors: TaskVectors) -> StateDict:

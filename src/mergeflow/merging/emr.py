@@ -7,17 +7,20 @@ from collections.abc import Sequence
 import torch
 
 from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.common import TaskVectors, masked, stack_tensors
-from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, in_memory
+from mergeflow.merging.common import TaskVectors, stack_tensors
+from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, column_chunks, in_memory
 
 EMPTY_TASK_RESCALER = 1.0
 
 
 def _elect(stack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M, tau_uni) at one key: the (T, *shape) agreement masks and the unified vector, in the compute dtype."""
-    sign = torch.where(stack.sum(dim=0) > 0, 1.0, -1.0).to(stack.dtype)
-    agrees = stack * sign > 0
-    return agrees, sign * masked(stack.abs(), agrees).amax(dim=0)
+    """(A, tau_uni) at one key: A = |tau_t| where tau_t agrees with the elected sign, else 0 (so M_t = A_t > 0),
+    and the unified vector, in the compute dtype. Float ops only: bool ops are the slow ones on CPU (see
+    ``topk.trim_rows``); A's zeros and max are exactly those of masked(|stack|, M)."""
+    sign = torch.sign(stack.sum(dim=0))
+    sign.sub_(1 - sign.abs())  # +1 where the sum is > 0, else -1 (a zero sum gets -1)
+    aligned = (stack * sign).clamp_(min=0)
+    return aligned, sign * aligned.amax(dim=0)
 
 
 def emr_rescalers(vectors: KeyVectors) -> dict[str, float]:
@@ -26,13 +29,19 @@ def emr_rescalers(vectors: KeyVectors) -> dict[str, float]:
     numerators = torch.zeros(len(names), dtype=torch.float64)
     denominators = torch.zeros(len(names), dtype=torch.float64)
     for key in vectors.keys:
-        stack = stack_tensors(vectors.tensors(key))
-        if not stack[0].numel():
+        tensors = vectors.tensors(key)
+        numel = tensors[0].numel()
+        if not numel:
             continue
-        agrees, shared = _elect(stack)
-        per_task = len(names), -1
-        numerators += stack.abs().reshape(per_task).mean(dim=1).to(torch.float64)
-        denominators += masked(shared.abs().expand_as(stack), agrees).reshape(per_task).mean(dim=1).to(torch.float64)
+        key_numerators = torch.zeros(len(names), dtype=torch.float64)
+        key_denominators = torch.zeros(len(names), dtype=torch.float64)
+        for _, chunk in column_chunks(tensors):  # cache-sized pieces; the per-key mean is sum / numel
+            stack = stack_tensors(chunk)
+            aligned, shared = _elect(stack)
+            key_numerators += stack.abs().sum(dim=1, dtype=torch.float64)
+            key_denominators += (torch.sign(aligned) * shared.abs()).sum(dim=1, dtype=torch.float64)
+        numerators += key_numerators / numel
+        denominators += key_denominators / numel
     return {
         name: float(numerators[index] / denominators[index]) if denominators[index] > 0 else EMPTY_TASK_RESCALER
         for index, name in enumerate(names)
@@ -41,13 +50,13 @@ def emr_rescalers(vectors: KeyVectors) -> dict[str, float]:
 
 def emr_key(key: str, tensors: Sequence[torch.Tensor]) -> KeyResult:
     """The per-key kernel: tau_uni cast back to the task vectors' dtype, and one mask M_t per task."""
-    agrees, shared = _elect(stack_tensors(tensors))
-    return KeyResult(shared.to(tensors[0].dtype), tuple(mask.clone() for mask in agrees))
+    aligned, shared = _elect(stack_tensors(tensors))
+    return KeyResult(shared.to(tensors[0].dtype), tuple(aligned > 0))
 
 
 def emr_plan(vectors: KeyVectors) -> MergePlan:
     """EMR as two passes: the rescalers' global sums first, then unified vector and masks key by key."""
-    return MergePlan(emr_key, rescalers=emr_rescalers(vectors))
+    return MergePlan(emr_key, rescalers=emr_rescalers(vectors), elementwise=True)
 
 
 def emr_merge(task_vectors: TaskVectors) -> MaskBank:

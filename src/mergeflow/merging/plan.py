@@ -7,14 +7,14 @@ bit for bit; only the source differs (a dict of tensors, or memory-mapped files 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.common import StateDict, TaskVectors, merge_keys
+from mergeflow.merging.common import StackedRows, StateDict, TaskVectors, merge_keys
 from mergeflow.merging.topk import magnitude_threshold
 
 
@@ -63,14 +63,53 @@ class MergePlan:
     """A method after its global passes: ``kernel`` maps (key, [tau_t[key]]) to that key's result.
 
     ``rescalers`` is None for methods returning a delta and {task: rescaler} for mask-bank methods.
+    ``elementwise`` says each output entry depends only on the same entry of the inputs (given the global
+    statistics), so :meth:`apply` may run the kernel on column chunks: the result is identical, and the
+    temporaries stay in cache instead of costing a fresh page-faulted allocation per operation per key.
     """
 
     kernel: KeyKernel
     rescalers: dict[str, float] | None = None
+    elementwise: bool = False
 
     @property
     def returns_bank(self) -> bool:
         return self.rescalers is not None
+
+    def apply(self, key: str, tensors: Sequence[torch.Tensor]) -> KeyResult:
+        """The kernel on one key, chunked when element-wise (same values bit for bit: no entry sees another)."""
+        shape = tensors[0].shape
+        if not self.elementwise or tensors[0].numel() <= CHUNK:
+            return self.kernel(key, tensors)
+        merged: torch.Tensor | None = None
+        masks: list[torch.Tensor] | None = None
+        for start, chunk in column_chunks(tensors):
+            result = self.kernel(key, chunk)
+            if merged is None:
+                merged = torch.empty(tensors[0].numel(), dtype=result.merged.dtype)
+                masks = None if result.masks is None else [torch.empty(tensors[0].numel(), dtype=torch.bool) for _ in result.masks]
+            merged[start : start + len(result.merged)] = result.merged
+            for out, mask in zip(masks or (), result.masks or ()):
+                out[start : start + len(mask)] = mask
+        assert merged is not None
+        return KeyResult(merged.view(shape), None if masks is None else tuple(mask.view(shape) for mask in masks))
+
+
+CHUNK = 1 << 16  # entries per task in one chunk: T x 256 KB of float32, cache-sized
+
+
+def column_chunks(tensors: Sequence[torch.Tensor], size: int | None = None) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """(offset, [tau_t.flatten()[offset:offset + size] for t]) over one key; a StackedRows stays a StackedRows
+    (a view of its stack), so kernels still get the stack without a copy."""
+    numel, size = tensors[0].numel(), size or CHUNK
+    if isinstance(tensors, StackedRows):
+        flat_stack = tensors.stacked.reshape(len(tensors), -1)
+        for start in range(0, max(numel, 1), size):
+            yield start, StackedRows(flat_stack[:, start : start + size])
+        return
+    flats = [tensor.reshape(-1) for tensor in tensors]
+    for start in range(0, max(numel, 1), size):
+        yield start, [flat[start : start + size] for flat in flats]
 
 
 def delta_kernel(compute: Callable[[str, Sequence[torch.Tensor]], torch.Tensor]) -> KeyKernel:
@@ -83,7 +122,7 @@ def run_plan(plan: MergePlan, vectors: KeyVectors) -> StateDict | MaskBank:
     merged: StateDict = {}
     masks: dict[str, StateDict] = {name: {} for name in vectors.names}
     for key in vectors.keys:
-        result = plan.kernel(key, vectors.tensors(key))
+        result = plan.apply(key, vectors.tensors(key))
         merged[key] = result.merged
         if plan.rescalers is not None and result.masks is not None:
             for name, mask in zip(vectors.names, result.masks):

@@ -143,7 +143,7 @@ def _write_model(vectors: StreamingVectors, plan: MergePlan, out_path: str | os.
                 writer.write(key, base.get(key))
                 continue
             theta, taus = vectors.read(key)
-            result = plan.kernel(key, taus)
+            result = plan.apply(key, taus)
             delta = result.merged
             if index is not None and plan.rescalers is not None and result.masks is not None:
                 delta = task_key_delta(result.merged, result.masks[index], plan.rescalers[vectors.names[index]])
@@ -160,7 +160,7 @@ def _write_bank(
     metadata = bank_metadata(vectors.names, shapes, plan.rescalers or {}, method, hyperparameters)
     with SafetensorsWriter(out_path, layout, metadata) as writer:
         for key in keys:
-            result = plan.kernel(key, vectors.tensors(key))
+            result = plan.apply(key, vectors.tensors(key))
             writer.write(merged_name(key), result.merged)
             for index, mask in enumerate(result.masks or ()):
                 writer.write(mask_name(index, key), pack_bits(mask))

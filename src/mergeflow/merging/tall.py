@@ -74,12 +74,12 @@ def _tall_plan(names: Sequence[str], merged_plan: MergePlan, lam: float | Mappin
         merged = merged_plan.kernel(key, tensors).merged
         return KeyResult(merged, tall_key_masks(key, tensors, merged, lambda_list))
 
-    return MergePlan(kernel, rescalers=dict.fromkeys(names, 1.0))
+    return MergePlan(kernel, rescalers=dict.fromkeys(names, 1.0), elementwise=merged_plan.elementwise)
 
 
 def tall_ta_plan(vectors: KeyVectors, *, lam: float | Mapping[str, float] = 0.4) -> MergePlan:
     """TALL over tau_MTL = sum_t tau_t: no global pass."""
-    return _tall_plan(vectors.names, MergePlan(delta_kernel(lambda key, tensors: summed(tensors, 1.0))), lam)
+    return _tall_plan(vectors.names, MergePlan(delta_kernel(lambda key, tensors: summed(tensors, 1.0)), elementwise=True), lam)
 
 
 def tall_ties_plan(
@@ -141,7 +141,7 @@ def consensus_ta_plan(
         result = tall.kernel(key, tensors)
         return consensus_key(result.merged, agreement(result.masks or (), min_agreement), scale)
 
-    return MergePlan(delta_kernel(compute))
+    return MergePlan(delta_kernel(compute), elementwise=True)
 
 
 def consensus_ta(

@@ -13,11 +13,10 @@ from mergeflow.merging.common import (
     check_choice,
     check_fraction,
     check_number,
-    masked,
     stack_tensors,
 )
-from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, delta_kernel, in_memory
-from mergeflow.merging.topk import above_threshold
+from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, column_chunks, delta_kernel, in_memory
+from mergeflow.merging.topk import above_threshold, trim_rows
 
 AGGREGATES = ("mean", "sum")
 
@@ -32,9 +31,7 @@ class TiesStatistics:
 
 def _trimmed(tensors: Sequence[torch.Tensor], thresholds: list[torch.Tensor | None]) -> torch.Tensor:
     """The (T, *shape) stack of trimmed task vectors at one key; recomputed per pass instead of holding T copies."""
-    stack = stack_tensors(tensors)
-    keep = torch.stack([above_threshold(tensor, threshold) for tensor, threshold in zip(tensors, thresholds)])
-    return masked(stack, keep)
+    return trim_rows(stack_tensors(tensors), thresholds)
 
 
 def ties_statistics(vectors: KeyVectors, k: float) -> TiesStatistics:
@@ -43,7 +40,8 @@ def ties_statistics(vectors: KeyVectors, k: float) -> TiesStatistics:
     thresholds = vectors.magnitude_thresholds(k)
     sign_votes = 0
     for key in vectors.keys:
-        sign_votes += int(torch.sign(_trimmed(vectors.tensors(key), thresholds).sum(dim=0)).to(torch.int64).sum())
+        for _, chunk in column_chunks(vectors.tensors(key)):
+            sign_votes += int(torch.sign(_trimmed(chunk, thresholds).sum(dim=0)).to(torch.int64).sum())
     return TiesStatistics(thresholds, float((sign_votes > 0) - (sign_votes < 0)))
 
 
@@ -51,11 +49,13 @@ def ties_key(tensors: Sequence[torch.Tensor], statistics: TiesStatistics, aggreg
     """The per-key kernel: trim, elect (zero sums take the majority sign), disjoint merge, scale, cast back."""
     trimmed = _trimmed(tensors, statistics.thresholds)
     elected = torch.sign(trimmed.sum(dim=0))
-    elected = torch.where(elected == 0, torch.full_like(elected, statistics.majority_sign), elected)
-    agrees = torch.where(elected > 0, trimmed > 0, trimmed < 0)
-    total = masked(trimmed, agrees).sum(dim=0)
+    # A zero sum takes the majority sign; if that is 0 too the official where(sign > 0, x > 0, x < 0) selects
+    # the negative entries, i.e. acts as sign -1. Float arithmetic on {-1, 0, 1} is exact (see trim_rows' why).
+    elected.add_((1 - elected.abs()) * (statistics.majority_sign or -1.0))
+    agreeing = trimmed.mul_(elected).clamp_(min=0)  # |x| where x has the elected sign, else 0
+    total = agreeing.sum(dim=0).mul_(elected)  # = the sum of the agreeing signed entries, exactly
     if aggregate == "mean":
-        total = total / agrees.sum(dim=0).clamp(min=1)
+        total = total / torch.sign(agreeing).sum(dim=0).clamp(min=1)
     return (scale * total).to(tensors[0].dtype)
 
 
@@ -75,7 +75,7 @@ def ties_plan(vectors: KeyVectors, *, k: float = 0.2, aggregate: str = "mean", s
     aggregate = check_choice("aggregate", aggregate, AGGREGATES)
     scale = check_number("scale", scale)
     statistics = ties_statistics(vectors, k)
-    return MergePlan(delta_kernel(lambda key, tensors: ties_key(tensors, statistics, aggregate, scale)))
+    return MergePlan(delta_kernel(lambda key, tensors: ties_key(tensors, statistics, aggregate, scale)), elementwise=True)
 
 
 def ties_merge(task_vectors: TaskVectors, *, k: float = 0.2, aggregate: str = "mean", scale: float = 1.0) -> StateDict:
