@@ -39,3 +39,32 @@ def merged_path(method: str) -> Path:
 
 def merged_part_path(method: str) -> Path:
     return RESULT_PARTS / "merged" / f"{method}.parquet"
+
+
+FEATURES = ARTIFACTS / "features"
+ROUTERS = ARTIFACTS / "routers"
+PREDICTIONS = ARTIFACTS / "predictions"
+ROUTING_ANALYSIS = REPORTS / "routing"
+REPORT = REPORTS / "report.md"
+FIGURES = REPORTS / "figures"
+
+
+def features_path(model: str) -> Path:
+    return FEATURES / f"{model}.safetensors"
+
+
+def router_path(router: str) -> Path:
+    return ROUTERS / f"{router}.safetensors"
+
+
+def predictions_path(method: str) -> Path:
+    """Per-input predictions of a task-unknown evaluation (routed or static), for the analyses."""
+    return PREDICTIONS / f"{method}.parquet"
+
+
+def routed_part_path(method: str) -> Path:
+    return RESULT_PARTS / "routed" / f"{method}.parquet"
+
+
+def static_part_path(method: str) -> Path:
+    return RESULT_PARTS / "static" / f"{method}.parquet"

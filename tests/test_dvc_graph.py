@@ -43,3 +43,21 @@ def test_per_task_params_keep_reruns_narrow(root: Path) -> None:
     assert stages["merge"]["foreach"] == "${merge.methods}"
     assert "merge.${item}" in stages["merge"]["do"]["params"]
     assert not any(p == "merge" or p.startswith("merge.") for p in stages["evaluate_merged"]["do"]["params"])
+
+
+def test_routing_stages_declare_their_paths_and_narrow_params(root: Path) -> None:
+    stages = _stages(root)
+    item = "${item}"
+    assert stages["features"]["do"]["outs"] == [str(_paths.features_path(item))]
+    assert stages["calibrate"]["do"]["outs"] == [str(_paths.router_path(item))]
+    assert stages["evaluate_routed"]["do"]["outs"] == [str(_paths.routed_part_path(item)), str(_paths.predictions_path(item))]
+    assert stages["evaluate_static"]["do"]["outs"] == [str(_paths.static_part_path(item)), str(_paths.predictions_path(item))]
+    assert stages["analyze_routing"]["outs"] == [str(_paths.ROUTING_ANALYSIS)]
+    report_outs = [next(iter(out)) if isinstance(out, dict) else out for out in stages["report"]["outs"]]
+    assert report_outs == [str(_paths.REPORT), str(_paths.FIGURES)]
+    # N and eps reach calibration, never the cached features nor the static baselines.
+    for knob in ("route.samples", "route.eps"):
+        assert knob in stages["calibrate"]["do"]["params"]
+        assert knob not in stages["features"]["do"]["params"] and knob not in stages["evaluate_static"]["do"]["params"]
+        assert knob not in stages["evaluate_routed"]["do"]["params"]  # it sees them through the router files
+    assert "artifacts/routers" in stages["evaluate_routed"]["do"]["deps"]

@@ -1,6 +1,6 @@
 """The real DVC pipeline on the smoke profile: it runs, a rerun is a no-op, one task's change reruns only its chain,
-one merging method's change reruns only that method, and a forced rerun of a fine-tuning stage reproduces the same
-expert bit for bit."""
+one merging method's change reruns only that method (and what reads it), a routing hyperparameter reruns only
+calibration and what follows, and a forced rerun of a fine-tuning stage reproduces the same expert bit for bit."""
 
 from __future__ import annotations
 
@@ -57,20 +57,32 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> None:
     output = _dvc(project, "repro")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    tasks, methods = params["suite"]["tasks"], params["merge"]["methods"]
-    expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results"}
+    tasks, methods, route = params["suite"]["tasks"], params["merge"]["methods"], params["route"]
+    expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results", "analyze_routing", "report"}
     for task in tasks:
         expected |= {f"prepare@{task}", f"finetune@{task}", f"task_vectors@{task}"}
     for method in methods:
         expected |= {f"merge@{method}", f"evaluate_merged@{method}"}
+    expected |= {f"features@{m}" for m in route["feature_models"]} | {f"calibrate@{r}" for r in route["routers"]}
+    expected |= {f"evaluate_routed@{m}" for m in route["methods"]} | {f"evaluate_static@{m}" for m in route["static"]}
     assert _ran(output) == expected
     table = pd.read_parquet(project / "reports" / "results.parquet")
     assert list(table.columns) == ["suite", "method", "router", "task", "metric", "value"]
-    rows = set(zip(table["method"], table["router"], table["task"]))
-    assert rows == {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}
-    assert table["value"].between(0, 1).all()
+    accuracy = table[table["metric"] == "accuracy"]
+    rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"]))
+    known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}
+    unknown = {(m, r, t) for m in route["methods"] for r in route["routers"] for t in tasks}
+    unknown |= {(m, "none", t) for m in route["static"] for t in tasks}
+    assert rows == known | unknown
+    assert table[table["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
+    costs = table[table["metric"].isin(["seconds_per_input", "peak_memory_bytes"])]
+    assert set(costs["task"]) == {"all"} and (costs["value"] > 0).all()
+    assert len(costs) == 2 * (len(route["methods"]) * len(route["routers"]) + len(route["static"]))
     assert re.search(r"tall_ta \w+: lam = 0\.[26] \(validation", output)  # the per-task lambda is printed
     assert (project / "reports" / "metrics.json").exists() and (project / "reports" / "results.csv").exists()
+    report = (project / "reports" / "report.md").read_text()
+    assert "Table 2 shape" in report and "figures/routing_confusion.png" in report
+    assert (project / "reports" / "figures" / "bhattacharyya.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_second_run_is_a_no_op(project: Path) -> None:
@@ -83,8 +95,26 @@ def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None
     assert "ties" in params["merge"]["methods"] and len(params["merge"]["methods"]) > 1
     params["merge"]["ties"]["k"] = 0.5
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    chain = {"merge@ties", "evaluate_merged@ties"}
-    assert chain <= _ran(_dvc(project, "repro")) <= chain | {"results"}  # results only if the ties rows changed
+    ran = _ran(_dvc(project, "repro"))
+    assert {"merge@ties", "evaluate_merged@ties"} <= ran
+    # ties is also the smoke profile's routing feature model and static baseline: what reads it reruns, the other
+    # merges never do.
+    downstream = {"features@ties", "evaluate_static@ties", "analyze_routing", "results", "report"}
+    downstream |= {f"calibrate@{r}" for r in params["route"]["routers"]}
+    downstream |= {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
+    assert ran <= {"merge@ties", "evaluate_merged@ties"} | downstream
+    assert not any(stage.startswith(("merge@tall_ta", "evaluate_merged@tall_ta")) for stage in ran)
+
+
+def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(project: Path) -> None:
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["route"]["eps"] = 1e-3
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _ran(_dvc(project, "repro"))
+    calibration = {f"calibrate@{r}" for r in params["route"]["routers"]}
+    routed = {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
+    assert calibration | routed | {"analyze_routing"} <= ran <= calibration | routed | {"analyze_routing", "results", "report"}
 
 
 def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:

@@ -162,6 +162,56 @@ def _method_settings(name: str, block: object) -> dict[str, Any]:
     return {"hyperparameters": fixed, "per_task_grids": grids}
 
 
+class RejectParams(_Section):
+    """The reject option: inputs farther from every task than the held-in ``quantile`` go to ``fallback``."""
+
+    quantile: Annotated[float, Field(gt=0, lt=1)]
+    fallback: str
+
+
+class RoutingAnalysisParams(_Section):
+    """The sweeps of the MAD analyses (Tables 6, F1, F2, F7, 5 of the paper)."""
+
+    samples: list[PositiveInt] = Field(min_length=1)
+    seeds: list[NonNegativeInt] = Field(min_length=1)
+    eps: list[PositiveFloat] = Field(min_length=1)
+    seen_tasks: list[str] = Field(min_length=1)
+
+
+class RouteParams(_Section):
+    """``route:``: task-unknown serving (MAD). Features of ``feature_model`` for ``samples`` training inputs per task
+    (drawn with ``seed``) fit every router in ``routers``; ``methods`` (mask banks) are served through each router;
+    ``static`` single models are the router=none baselines."""
+
+    feature_models: list[str] = Field(min_length=1)
+    feature_model: str
+    normalize: bool
+    samples: PositiveInt
+    eps: PositiveFloat
+    seed: NonNegativeInt
+    routers: list[str] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+    static: list[str] = Field(min_length=1)
+    batch_size: PositiveInt
+    reject: RejectParams
+    analysis: RoutingAnalysisParams
+
+    @model_validator(mode="after")
+    def _names_are_known(self) -> RouteParams:
+        from mergeflow.routing.routers import ROUTER_NAMES
+
+        for name in self.routers:
+            if name not in ROUTER_NAMES:
+                raise _KeyedError("routers", f"unknown router {name!r}; known: {', '.join(ROUTER_NAMES)}")
+        if self.feature_model not in self.feature_models:
+            raise _KeyedError("feature_model", f"{self.feature_model!r} must be one of route.feature_models ({', '.join(self.feature_models)})")
+        for field in ("routers", "methods", "static", "feature_models"):
+            values = getattr(self, field)
+            if len(set(values)) != len(values):
+                raise _KeyedError(field, "a name is listed twice")
+        return self
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -171,6 +221,7 @@ class Params(_Section):
     finetune: dict[str, OptimParams]
     merge: MergeParams
     evaluate: EvaluateParams
+    route: RouteParams
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
@@ -186,7 +237,33 @@ class Params(_Section):
         for task in self.suite.tasks:
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
+        self._route_names_are_merged()
         return self
+
+    def _route_names_are_merged(self) -> None:
+        """Routing serves what merge@ stages write: mask banks routed, single models as features and baselines."""
+        from mergeflow.merging.registry import get_method
+
+        route = self.route
+        for field, names, kind in (
+            ("methods", route.methods, "bank"),
+            ("static", route.static, "delta"),
+            ("feature_models", route.feature_models, "delta"),
+            ("reject.fallback", [route.reject.fallback], "delta"),
+        ):
+            for name in names:
+                if name not in self.merge.methods:
+                    raise ValueError(f"route.{field}: {name!r} is not in merge.methods ({', '.join(self.merge.methods)})")
+                if get_method(name).returns != kind:
+                    wanted = "a mask-bank method (tall_ta, tall_ties, emr)" if kind == "bank" else "a single-model method"
+                    raise ValueError(f"route.{field}: {name!r} is not {wanted}")
+        if route.reject.fallback not in route.static:
+            raise ValueError(f"route.reject.fallback: {route.reject.fallback!r} must also be in route.static (its predictions serve rejected inputs)")
+        unknown = [task for task in route.analysis.seen_tasks if task not in self.suite.tasks]
+        if unknown:
+            raise ValueError(f"route.analysis.seen_tasks: {unknown} not in suite.tasks")
+        if len(route.analysis.seen_tasks) >= len(self.suite.tasks):
+            raise ValueError("route.analysis.seen_tasks: leave at least one task unseen (the unseen-task analysis needs one)")
 
 
 def _describe(error: ValidationError, source: str) -> str:

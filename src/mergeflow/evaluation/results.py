@@ -22,7 +22,7 @@ METHODS = (
     "emr", "tsv_m", "cart", "iso_c", "iso_cts", "adamerging", "adarank_ta", "adarank_cart", "adarank_tsv_m",
     "adarank_iso_cts", "tr_merging", "twin_merging", "dawin",
 )
-ROUTERS = ("oracle", "none", "mad", "euclidean", "cosine", "diagonal", "knn1", "knn3", "knn5", "knn10", "tr", "twin", "dawin")
+ROUTERS = ("oracle", "none", "mad", "pooled", "euclidean", "cosine", "diagonal", "knn1", "knn3", "knn5", "knn10", "tr", "twin", "dawin")
 
 
 def result_rows(suite: str, method: str, router: str, metric: str, per_task: dict[str, float]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -119,6 +120,16 @@ class MaskBankFile:
         rescaler = self.rescalers[self.tasks[self.task_index(task)]]
         return {key: task_key_delta(self.merged(key), self.mask(task, key), rescaler) for key in self.keys}
 
+    def load_packed(self) -> PackedMaskBank:
+        """The bank in memory as stored (masks stay bit-packed): what a routed server holds."""
+        return PackedMaskBank(
+            tasks=list(self.tasks),
+            merged={key: self.merged(key) for key in self.keys},
+            packed=[{key: self.file.get(mask_name(index, key)) for key in self.keys} for index in range(len(self.tasks))],
+            shapes=dict(self.shapes),
+            rescalers=dict(self.rescalers),
+        )
+
     def load(self) -> MaskBank:
         """The whole bank in memory, masks unpacked to torch.bool."""
         return MaskBank(
@@ -126,6 +137,36 @@ class MaskBankFile:
             masks={task: {key: self.mask(task, key) for key in self.keys} for task in self.tasks},
             rescalers=dict(self.rescalers),
         )
+
+
+@dataclass(frozen=True)
+class PackedMaskBank:
+    """A mask bank held in memory with its masks still packed: one shared vector + T/8 bytes a parameter.
+
+    Task-unknown serving keeps this, never T models; a task's delta is unpacked when a routed group needs it.
+    """
+
+    tasks: list[str]
+    merged: StateDict
+    packed: list[StateDict]
+    shapes: dict[str, tuple[int, ...]]
+    rescalers: dict[str, float]
+
+    def task_delta(self, index: int) -> StateDict:
+        """rescaler_t * (m_t ⊙ merged) for the task at ``index``: the same values as ``MaskBank``'s reconstruction."""
+        if not 0 <= index < len(self.tasks):
+            raise MergeflowError(f"task index {index} out of range: the mask bank holds {len(self.tasks)} tasks")
+        rescaler = self.rescalers[self.tasks[index]]
+        return {
+            key: task_key_delta(value, unpack_bits(self.packed[index][key], self.shapes[key]), rescaler)
+            for key, value in self.merged.items()
+        }
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensor data held (shared vector + packed masks)."""
+        tensors = [*self.merged.values(), *(value for masks in self.packed for value in masks.values())]
+        return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
 def read_mask_bank(path: str | os.PathLike[str]) -> MaskBank:

@@ -38,5 +38,5 @@ def unpack_bits(packed: torch.Tensor, shape: torch.Size | tuple[int, ...] | list
             f"packed mask has dtype {packed.dtype} and shape {tuple(packed.shape)}; "
             f"expected uint8 of ({packed_size(numel)},) for shape {shape}"
         )
-    bits = packed.reshape(-1, 1).bitwise_and(_WEIGHTS).ne(0)
+    bits = packed.reshape(-1, 1).bitwise_and(_WEIGHTS.to(packed.device)).ne(0)
     return bits.reshape(-1)[:numel].reshape(shape)

@@ -1,0 +1,1 @@
+"""Report rendering: Markdown tables and PNG figures from the results table and analyses."""

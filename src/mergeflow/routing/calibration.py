@@ -1,0 +1,67 @@
+"""Calibration: draw N training inputs per task (seeded), fit a router on their features, set the reject threshold.
+
+The threshold is an empirical quantile of the minimum router distance over held-in inputs that were *not* used to
+fit (the validation split): a quantile of the calibration samples themselves would be optimistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mergeflow.errors import MergeflowError
+from mergeflow.routing.reject import calibrate_threshold
+from mergeflow.routing.routers import Router, fit_router
+from mergeflow.seeding import torch_generator
+
+
+def prepare_features(features: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """The features routers see: as extracted, or L2-normalised (``route.normalize``)."""
+    return F.normalize(features, dim=-1) if normalize else features
+
+
+def draw_calibration(features: Sequence[torch.Tensor], tasks: Sequence[str], samples: int | None, seed: int) -> list[torch.Tensor]:
+    """N rows per task, drawn without replacement with a generator derived from (seed, task); None = every row.
+
+    Each task's draw depends only on its own name and the seed, so adding a task never changes another's samples.
+    """
+    drawn = []
+    for task, rows in zip(tasks, features, strict=True):
+        if samples is None:
+            drawn.append(rows)
+            continue
+        if samples > rows.shape[0]:
+            raise MergeflowError(
+                f"route.samples = {samples} but task {task!r} has only {rows.shape[0]} training inputs: lower it"
+            )
+        order = torch.randperm(rows.shape[0], generator=torch_generator(seed, "calibration", task))
+        drawn.append(rows[order[:samples]])
+    return drawn
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """A fitted router and its reject threshold (the held-in quantile of minimum distances)."""
+
+    router: Router
+    reject_threshold: float
+
+
+def calibrate(
+    name: str,
+    tasks: Sequence[str],
+    train: Sequence[torch.Tensor],
+    held_in: Sequence[torch.Tensor],
+    *,
+    samples: int | None,
+    eps: float,
+    seed: int,
+    quantile: float,
+) -> Calibrated:
+    """Fit router ``name`` on ``samples`` rows per task of ``train``; threshold from ``held_in`` (e.g. validation)."""
+    router = fit_router(name, tasks, draw_calibration(train, tasks, samples, seed), eps)
+    threshold = calibrate_threshold(router.min_distance(torch.cat(list(held_in))), quantile)
+    return Calibrated(router, threshold)

@@ -1,0 +1,141 @@
+"""Task-unknown serving, end to end (MAD Algorithm 1): route a batch, run each routed group once, restore the order.
+
+The server holds what the paper's memory figure counts: the pretrained weights, the routing feature extractor's
+weights (the weight-averaged model), the mask bank with its masks still bit-packed, the router and the heads.
+A task's encoder is rebuilt from the bank when a group needs it and dropped after the group: never T experts.
+Weights are swapped with ``torch.func.functional_call``, so one encoder module serves every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mergeflow.errors import MergeflowError
+from mergeflow.models.classifier import preprocess_images
+from mergeflow.routing.grouped import grouped_apply
+from mergeflow.routing.routers import Router
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Per input: the task it was served as (routed, or given) and the class that task's head predicted."""
+
+    tasks: torch.Tensor
+    classes: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The encoder's input convention (``models.backbone.preprocess_config``)."""
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return preprocess_images(images, self.image_size, self.mean, self.std)
+
+
+def tensor_bytes(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> int:
+    """Bytes of tensor data (what a weights dict or a list of heads costs in memory)."""
+    values = tensors.values() if isinstance(tensors, Mapping) else tensors
+    return sum(value.numel() * value.element_size() for value in values)
+
+
+class SwappableEncoder:
+    """One encoder module run with any weights dict (functional_call: no copy into the module's parameters)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module.eval()
+
+    def __call__(self, weights: Mapping[str, torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, dict(weights), (pixels,))
+
+
+def _logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """As ``ImageClassifier``: normalised embedding times the frozen head."""
+    return F.normalize(features, dim=-1) @ head.T
+
+
+class RoutedClassifier:
+    """Route each input with ``router`` on the features of ``feature_weights``, then serve it with its task's model.
+
+    ``task_weights(t)`` rebuilds task t's encoder weights (from a mask bank: theta_0 + r_t * (m_t ⊙ merged)).
+    ``heads[t]`` is task t's frozen head. A mis-routed input is classified by the wrong task's model and head; the
+    caller counts it wrong, whatever class index comes out.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_weights: Mapping[str, torch.Tensor],
+        task_weights: Callable[[int], Mapping[str, torch.Tensor]],
+        heads: Sequence[torch.Tensor],
+        tasks: Sequence[str],
+        router: Router | None,
+        preprocess: Preprocess,
+        *,
+        normalize_features: bool = False,
+    ) -> None:
+        if len(heads) != len(tasks):
+            raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
+        if router is not None and tuple(router.tasks) != tuple(tasks):
+            raise MergeflowError(
+                f"the router was calibrated for tasks {list(router.tasks)} but the mask bank holds {list(tasks)}: "
+                "recalibrate the router on the same suite"
+            )
+        self.encoder = SwappableEncoder(encoder)
+        self.feature_weights = dict(feature_weights)
+        self.task_weights = task_weights
+        self.heads = list(heads)
+        self.tasks = list(tasks)
+        self.router = router
+        self.preprocess = preprocess
+        self.normalize_features = normalize_features
+
+    @torch.no_grad()
+    def route(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B,) predicted task indices for preprocessed inputs."""
+        if self.router is None:
+            raise MergeflowError("this server has no router: pass an assignment (oracle routing) to predict")
+        features = self.encoder(self.feature_weights, pixels)
+        if self.normalize_features:
+            features = F.normalize(features, dim=-1)
+        return self.router.route(features)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, assignment: torch.Tensor | None = None) -> Prediction:
+        """Serve a batch of uint8 images; ``assignment`` (true task indices) replaces the router: oracle routing."""
+        pixels = self.preprocess(images)
+        tasks = self.route(pixels) if assignment is None else assignment.to(torch.int64)
+
+        def run_group(task: int, group: torch.Tensor) -> torch.Tensor:
+            weights = self.task_weights(task)
+            return _logits(self.encoder(weights, group), self.heads[task]).argmax(dim=-1)
+
+        return Prediction(tasks, grouped_apply(pixels, tasks, run_group))
+
+
+class StaticClassifier:
+    """The task-unknown baseline: one merged model for every input, each input scored with its own task's head
+    (the convention of merging benchmarks' static rows); the encoder runs once per batch."""
+
+    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: Preprocess) -> None:
+        self.encoder = SwappableEncoder(encoder)
+        self.weights = dict(weights)
+        self.heads = list(heads)
+        self.preprocess = preprocess
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, tasks: torch.Tensor) -> Prediction:
+        features = self.encoder(self.weights, self.preprocess(images))
+        classes = grouped_apply(features, tasks, lambda task, group: _logits(group, self.heads[task]).argmax(dim=-1))
+        return Prediction(tasks.to(torch.int64), classes)
