@@ -1,7 +1,7 @@
 """Stage analyze_routing: the MAD analyses on cached features and per-input predictions (no model runs here).
 
 Writes reports/routing/: sweeps.parquet (N x seed, eps x seed), feature_models.parquet, seen_unseen.parquet,
-bhattacharyya.parquet, confusion.parquet and summary.json; the report stage renders them.
+reject_tradeoff.parquet, bhattacharyya.parquet, confusion.parquet and summary.json; the report stage renders them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mergeflow.atomic import atomic_path, write_text_atomic
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.routing import analysis
-from tasks._paths import ROUTING_ANALYSIS, predictions_path
+from tasks._paths import ROUTING_ANALYSIS, merged_part_path, predictions_path
 from tasks._routing_inputs import load_features
 from tasks._stage import run_stage
 
@@ -31,7 +31,22 @@ def _per_task_correct(predictions: pd.DataFrame, router: str, tasks: list[str]) 
     rows = predictions[predictions["router"] == router]
     if rows.empty:
         raise MergeflowError(f"no {router!r} rows in the predictions; rerun the evaluate stages")
-    return {task: torch.from_numpy(rows[rows["task"] == task].sort_values("position")["correct"].to_numpy()) for task in tasks}
+    return {task: torch.from_numpy(rows[rows["task"] == task].sort_values("position")["correct"].to_numpy().copy()) for task in tasks}
+
+
+def _check_oracle_matches_task_known(methods: list[str], tasks: list[str]) -> None:
+    """Routed serving with oracle routing must reproduce evaluate_merged's task-known accuracy input for input
+    (same model, same head): compare the counts of correct inputs per task, exactly."""
+    for method in methods:
+        served = _per_task_correct(pd.read_parquet(predictions_path(method)), "oracle", tasks)
+        known = pd.read_parquet(merged_part_path(method)).set_index("task")["value"]
+        for task in tasks:
+            if round(float(known[task]) * len(served[task])) != int(served[task].sum()):
+                raise MergeflowError(
+                    f"{method} {task}: oracle-routed serving gets {int(served[task].sum())}/{len(served[task])} right but "
+                    f"task-known evaluation {float(known[task]):.4f}; the serving path differs from evaluate_merged"
+                )
+    print(f"analyze_routing: oracle routing reproduces the task-known accuracy of {', '.join(methods)} exactly")
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
@@ -49,6 +64,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
         for task, score in analysis.mad_routing_accuracy(tasks, cached["train"], cached["test"], **settings).items()
     ]))
 
+    _check_oracle_matches_task_known(route.methods, tasks)
     fallback = _per_task_correct(pd.read_parquet(predictions_path(route.reject.fallback)), "none", tasks)
     seen_rows, thresholds = [], {}
     for method in route.methods:
@@ -58,6 +74,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
         )
         seen_rows += [{"method": method, **record} for record in records]
     _write("seen_unseen", pd.DataFrame(seen_rows))
+    _write("reject_tradeoff", pd.DataFrame(analysis.reject_tradeoff(
+        tasks, route.analysis.seen_tasks, main, sorted({0.5, 0.8, 0.9, 0.95, 0.99, route.reject.quantile}), **settings
+    )))
 
     distance, bound = analysis.bhattacharyya(tasks, main["train"], route.samples, route.seed, route.eps)
     _write("bhattacharyya", pd.DataFrame([

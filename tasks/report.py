@@ -15,7 +15,7 @@ from mergeflow.reporting.mad_report import build_report
 from tasks._paths import FIGURES, REPORT, REPORTS, ROUTING_ANALYSIS
 from tasks._stage import run_stage
 
-ANALYSES = ("sweeps", "feature_models", "seen_unseen", "bhattacharyya", "confusion")
+ANALYSES = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhattacharyya", "confusion")
 
 
 def build(args: argparse.Namespace, params: Params) -> None:

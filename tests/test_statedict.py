@@ -86,3 +86,14 @@ def test_visual_sub_dict() -> None:
     assert list(visual_state_dict(state)) == ["conv1.weight"]
     with pytest.raises(MergeflowError, match="visual"):
         visual_state_dict({"token_embedding.weight": torch.ones(1)})
+
+
+def test_unpack_bits_as_float_equals_the_bool_mask() -> None:
+    """The float unpacking used by routed serving is the bool mask as 0/1 (ragged last byte included)."""
+    from mergeflow.statedict.bitpack import pack_bits, unpack_bits, unpack_bits_as
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(1,), (13,), (3, 7), (2, 3, 5)]:
+        mask = torch.rand(shape, generator=generator) < 0.4
+        packed = pack_bits(mask)
+        assert torch.equal(unpack_bits_as(packed, shape, torch.float32), unpack_bits(packed, shape).to(torch.float32))

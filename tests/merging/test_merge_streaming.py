@@ -243,3 +243,25 @@ def test_trim_rows_equals_the_masked_comparison() -> None:
     trimmed = trim_rows(stack, thresholds)
     assert torch.equal(trimmed, expected)
     assert trimmed[0].tolist() == [0.5, -0.25, 0.0, -0.5, 0.0]  # the tie at 0.25 is kept
+
+
+def test_packed_bank_in_memory_rebuilds_every_task_like_the_unpacked_bank(tmp_path: Path) -> None:
+    """What a routed server holds (masks still packed) gives each task the same delta as the unpacked MaskBank,
+    rescalers included (EMR), and counts its bytes as one shared vector plus T/8 bytes a parameter."""
+    from mergeflow.merging.bank import task_delta
+
+    base, experts = _models(torch.float32)
+    vectors = {name: task_vector(base, expert) for name, expert in experts.items()}
+    bank = run_method("emr", vectors)
+    assert isinstance(bank, MaskBank)
+    write_mask_bank(tmp_path / "bank.safetensors", bank)
+    packed = MaskBankFile(tmp_path / "bank.safetensors").load_packed()
+    for index, name in enumerate(bank.tasks):
+        expected = task_delta(bank, name)
+        got = packed.task_delta(index)
+        assert set(got) == set(expected) and all(torch.equal(got[key], expected[key]) for key in expected)
+    shared = sum(value.numel() * 4 for value in bank.merged.values())
+    packed_bytes = sum((value.numel() + 7) // 8 for value in bank.merged.values()) * len(bank.tasks)
+    assert packed.nbytes == shared + packed_bytes
+    with pytest.raises(MergeflowError, match="out of range"):
+        packed.task_delta(len(bank.tasks))

@@ -18,8 +18,8 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank, reconstruct, task_key_delta
-from mergeflow.merging.common import StateDict, add_to_base
-from mergeflow.statedict.bitpack import pack_bits, packed_size, unpack_bits
+from mergeflow.merging.common import StateDict, add_to_base, compute_dtype
+from mergeflow.statedict.bitpack import pack_bits, packed_size, unpack_bits, unpack_bits_as
 from mergeflow.statedict.lazy import LazySafetensors
 from mergeflow.statedict.writer import Layout, SafetensorsWriter
 
@@ -153,14 +153,17 @@ class PackedMaskBank:
     rescalers: dict[str, float]
 
     def task_delta(self, index: int) -> StateDict:
-        """rescaler_t * (m_t ⊙ merged) for the task at ``index``: the same values as ``MaskBank``'s reconstruction."""
+        """rescaler_t * (m_t ⊙ merged) for the task at ``index``: the values of ``MaskBank``'s reconstruction (masked-out
+        entries may be -0 instead of +0, which adds to theta_0 identically), unpacked by float multiplication."""
         if not 0 <= index < len(self.tasks):
             raise MergeflowError(f"task index {index} out of range: the mask bank holds {len(self.tasks)} tasks")
         rescaler = self.rescalers[self.tasks[index]]
-        return {
-            key: task_key_delta(value, unpack_bits(self.packed[index][key], self.shapes[key]), rescaler)
-            for key, value in self.merged.items()
-        }
+        deltas = {}
+        for key, value in self.merged.items():
+            dtype = compute_dtype(value.dtype)
+            product = value.to(dtype) * unpack_bits_as(self.packed[index][key], self.shapes[key], dtype)
+            deltas[key] = (product.mul_(rescaler) if rescaler != 1.0 else product).to(value.dtype)
+        return deltas
 
     @property
     def nbytes(self) -> int:

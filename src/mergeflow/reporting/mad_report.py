@@ -159,6 +159,16 @@ def seen_unseen_table(frame: pd.DataFrame, results: pd.DataFrame) -> str:
     return _markdown(pd.DataFrame(rows))
 
 
+def reject_table(frame: pd.DataFrame) -> str:
+    """Held-in quantile -> threshold, false rejects of seen inputs, rejects of unseen inputs."""
+    return _markdown(pd.DataFrame({
+        "held-in quantile": frame["quantile"].map(lambda v: f"{v:g}"),
+        "threshold": frame["threshold"].map(lambda v: f"{v:.4g}"),
+        "seen inputs rejected %": frame["seen_reject_rate"].map(_pct),
+        "unseen inputs rejected %": frame["unseen_reject_rate"].map(_pct),
+    }))
+
+
 def confusion_heatmap(confusion: pd.DataFrame, tasks: Sequence[str]) -> Heatmap:
     counts = confusion.pivot_table(index="task", columns="served_task", values="count", aggfunc="sum", fill_value=0)
     counts = counts.reindex(index=list(tasks), columns=list(tasks), fill_value=0)
@@ -233,6 +243,9 @@ def build_report(
         f"exceeds the {summary['reject_quantile']} quantile of held-in (validation) distances is served by "
         f"`{summary['reject_fallback']}` with its task's head instead.",
         seen_unseen_table(analysis["seen_unseen"], results),
+        "How the held-in quantile trades false rejects of seen inputs against catching unseen ones (a curve to read, "
+        "not a selection; the pipeline uses the quantile in params.yaml):",
+        reject_table(analysis["reject_tradeoff"]),
         "## Routing confusion",
         f"![routing confusion](figures/{confusion.name}.png)",
         "## Bhattacharyya distance between task Gaussians (Fig. D1 shape)",

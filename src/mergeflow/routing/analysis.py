@@ -111,6 +111,27 @@ def seen_unseen(
     return records, fitted.reject_threshold
 
 
+def reject_tradeoff(
+    tasks: Sequence[str], seen: Sequence[str], features: Mapping[str, TaskFeatures], quantiles: Sequence[float],
+    *, samples: int, eps: float, seed: int,
+) -> list[Record]:
+    """How the held-in quantile trades false rejects of seen inputs against rejects of unseen ones (a curve to read,
+    not a selection: the pipeline's quantile is the one in params.yaml)."""
+    unseen = [task for task in tasks if task not in seen]
+    train, val = [features["train"][t] for t in seen], [features["val"][t] for t in seen]
+    records: list[Record] = []
+    for quantile in quantiles:
+        fitted = calibrate("mad", seen, train, val, samples=samples, eps=eps, seed=seed, quantile=quantile)
+
+        def rejected(group: Sequence[str]) -> float:
+            distances = fitted.router.min_distance(torch.cat([features["test"][t] for t in group]))
+            return float((distances > fitted.reject_threshold).double().mean())
+
+        records.append({"quantile": quantile, "threshold": fitted.reject_threshold,
+                        "seen_reject_rate": rejected(seen), "unseen_reject_rate": rejected(unseen)})
+    return records
+
+
 def bhattacharyya(tasks: Sequence[str], train: TaskFeatures, samples: int | None, seed: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance, Bayes-error bound), both (T, T), between the task Gaussians MAD fits (same N, seed, eps)."""
     drawn = draw_calibration([train[task] for task in tasks], tasks, samples, seed)

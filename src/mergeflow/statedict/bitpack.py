@@ -29,6 +29,18 @@ def pack_bits(mask: torch.Tensor) -> torch.Tensor:
 
 def unpack_bits(packed: torch.Tensor, shape: torch.Size | tuple[int, ...] | list[int]) -> torch.Tensor:
     """The inverse of :func:`pack_bits`: the bool tensor of ``shape`` the bytes were packed from."""
+    return unpack_bits_as(packed, shape, torch.bool)
+
+
+_SHIFTS = torch.tensor([7, 6, 5, 4, 3, 2, 1, 0], dtype=torch.uint8)
+
+
+def unpack_bits_as(packed: torch.Tensor, shape: torch.Size | tuple[int, ...] | list[int], dtype: torch.dtype) -> torch.Tensor:
+    """The packed mask as 0/1 values of ``dtype`` (torch.bool gives the mask itself), unpacked by integer shifts.
+
+    Why a float result: multiplying by a 0/1 float tensor masks several times faster than a bool mask on CPU (bool
+    kernels are the slow ones), which matters when a routed server rebuilds a task's weights for every batch. A
+    value masked this way becomes -0 where it was negative (it adds to theta_0 exactly like +0)."""
     shape = tuple(int(size) for size in shape)
     numel = 1
     for size in shape:
@@ -38,5 +50,5 @@ def unpack_bits(packed: torch.Tensor, shape: torch.Size | tuple[int, ...] | list
             f"packed mask has dtype {packed.dtype} and shape {tuple(packed.shape)}; "
             f"expected uint8 of ({packed_size(numel)},) for shape {shape}"
         )
-    bits = packed.reshape(-1, 1).bitwise_and(_WEIGHTS.to(packed.device)).ne(0)
-    return bits.reshape(-1)[:numel].reshape(shape)
+    bits = (packed.unsqueeze(1) >> _SHIFTS.to(packed.device)).bitwise_and_(1)
+    return bits.reshape(-1)[:numel].reshape(shape).to(dtype)
