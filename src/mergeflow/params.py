@@ -110,7 +110,7 @@ class MergeParams(_Section):
         for name in self.methods:
             if name not in self.settings:
                 _check_method_name(name, "methods")
-                raise _KeyedError(name, f"missing; every method in merge.methods needs its block ({{}} for no hyperparameters)")
+                raise _KeyedError(name, "missing; every method in merge.methods needs its block ({} for no hyperparameters)")
         return self
 
     def method(self, name: str) -> MethodSettings:

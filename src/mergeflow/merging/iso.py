@@ -63,28 +63,38 @@ def iso_cts_plan(
     num_tasks = len(vectors.names)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
-        _, rows, cols = stack.shape
-        num_common, per_task = iso_cts_subspace_sizes(cols, num_tasks, common)
-        left, values, right = thin_svd(stack.sum(dim=0))
-        left_parts, value_parts, right_parts = [], [], []
-        if per_task:
-            if transposed:  # the original left side is our right side
-                basis = right[:num_common]
-                residual = stack - (stack @ basis.mT) @ basis
-            else:
-                basis = left[:, :num_common]
-                residual = stack - basis @ (basis.mT @ stack)
-            task_left, task_values, task_right = thin_svd(residual)
-            used = num_tasks * per_task
-            left_parts.append(task_left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used))
-            value_parts.append(task_values[:, :per_task].reshape(used))
-            right_parts.append(task_right[:, :per_task, :].reshape(used, cols))
-        left_parts.append(left[:, :num_common])
-        value_parts.append(values[:num_common])
-        right_parts.append(right[:num_common])
-        flat_value = torch.cat(value_parts).mean()
-        orthogonal_left = polar_factor(torch.cat(left_parts, dim=1))
-        orthogonal_right = polar_factor(torch.cat(right_parts, dim=0).mT).mT
+        orthogonal_left, orthogonal_right, flat_value, _, _ = iso_cts_blocks(stack, transposed, num_tasks, common)
         return scale * flat_value * (orthogonal_left @ orthogonal_right)
 
     return spectral_plan(is_matrix, merge_matrix, scale)
+
+
+def iso_cts_blocks(
+    stack: torch.Tensor, transposed: bool, num_tasks: int, common: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """Iso-CTS's blocks at one (T, m, n) key: (P_U (m, r), P_V (r, n), the flattened value, per-task count, common
+    count), task-specific directions first in task order, then the common ones. Static Iso-CTS is
+    value * P_U @ P_V; AdaRank-Iso-CTS (``adaptation.components``) splits the same blocks per task."""
+    _, rows, cols = stack.shape
+    num_common, per_task = iso_cts_subspace_sizes(cols, num_tasks, common)
+    left, values, right = thin_svd(stack.sum(dim=0))
+    left_parts, value_parts, right_parts = [], [], []
+    if per_task:
+        if transposed:  # the original left side is our right side
+            basis = right[:num_common]
+            residual = stack - (stack @ basis.mT) @ basis
+        else:
+            basis = left[:, :num_common]
+            residual = stack - basis @ (basis.mT @ stack)
+        task_left, task_values, task_right = thin_svd(residual)
+        used = num_tasks * per_task
+        left_parts.append(task_left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used))
+        value_parts.append(task_values[:, :per_task].reshape(used))
+        right_parts.append(task_right[:, :per_task, :].reshape(used, cols))
+    left_parts.append(left[:, :num_common])
+    value_parts.append(values[:num_common])
+    right_parts.append(right[:num_common])
+    flat_value = torch.cat(value_parts).mean()
+    orthogonal_left = polar_factor(torch.cat(left_parts, dim=1))
+    orthogonal_right = polar_factor(torch.cat(right_parts, dim=0).mT).mT
+    return orthogonal_left, orthogonal_right, flat_value, per_task, num_common

@@ -45,19 +45,31 @@ def tsv_m_plan(
     num_tasks = len(vectors.names)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
-        _, rows, cols = stack.shape
-        per_task = tsv_per_task_rank(cols, num_tasks, rank)
+        per_task = tsv_per_task_rank(stack.shape[2], num_tasks, rank)
         if per_task == 0:
             return torch.zeros_like(stack[0])
-        left, values, right = thin_svd(stack)
-        used = num_tasks * per_task
-        left_all = torch.zeros(rows, cols, dtype=stack.dtype, device=stack.device)
-        values_all = torch.zeros(cols, dtype=stack.dtype, device=stack.device)
-        right_all = torch.zeros(cols, cols, dtype=stack.dtype, device=stack.device)
-        left_all[:, :used] = left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used)
-        values_all[:used] = values[:, :per_task].reshape(used)
-        right_all[:used] = right[:, :per_task, :].reshape(used, cols)
-        orthogonal_right = polar_factor(right_all.mT).mT
-        return scale * (polar_factor(left_all) * values_all) @ orthogonal_right
+        orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
+        return scale * (orthogonal_left * values_all) @ orthogonal_right
 
     return spectral_plan(is_matrix, merge_matrix, scale)
+
+
+def tsv_orthogonal_factors(
+    stack: torch.Tensor, per_task: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """TSV-M's blocks at one (T, m, n) key (n <= m): (P_U (m, n), values (n,), P_V (n, n), thin SVD of every task).
+
+    Each task's top ``per_task`` left/right singular vectors are concatenated (task by task) and replaced by their
+    polar factors; columns past T * per_task are zero-padding (values 0). Static TSV-M is P_U diag(values) P_V;
+    AdaRank-TSV-M (``adaptation.components``) slices the same factors per task, so both share this one code path.
+    """
+    num_tasks, rows, cols = stack.shape
+    left, values, right = thin_svd(stack)
+    used = num_tasks * per_task
+    left_all = torch.zeros(rows, cols, dtype=stack.dtype, device=stack.device)
+    values_all = torch.zeros(cols, dtype=stack.dtype, device=stack.device)
+    right_all = torch.zeros(cols, cols, dtype=stack.dtype, device=stack.device)
+    left_all[:, :used] = left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used)
+    values_all[:used] = values[:, :per_task].reshape(used)
+    right_all[:used] = right[:, :per_task, :].reshape(used, cols)
+    return polar_factor(left_all), values_all, polar_factor(right_all.mT).mT, (left, values, right)

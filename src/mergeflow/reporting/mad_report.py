@@ -180,7 +180,6 @@ def confusion_heatmap(confusion: pd.DataFrame, tasks: Sequence[str]) -> Heatmap:
 
 def bhattacharyya_heatmap(frame: pd.DataFrame, tasks: Sequence[str]) -> tuple[Heatmap, str]:
     distance = frame.pivot_table(index="task", columns="other", values="distance").reindex(index=list(tasks), columns=list(tasks))
-    bound = frame.pivot_table(index="task", columns="other", values="bayes_error_bound").reindex(index=list(tasks), columns=list(tasks))
     heatmap = Heatmap("bhattacharyya", distance.to_numpy(), list(tasks), list(tasks), "Bhattacharyya distance between task Gaussians",
                       "B(t, s)", number_format="{:.1f}")
     pairs = frame[frame["task"] < frame["other"]].sort_values("bayes_error_bound", ascending=False).head(5)
