@@ -68,3 +68,12 @@ def routed_part_path(method: str) -> Path:
 
 def static_part_path(method: str) -> Path:
     return RESULT_PARTS / "static" / f"{method}.parquet"
+
+
+ADAPT = ARTIFACTS / "adapt"
+ADAPTATION_ANALYSIS = REPORTS / "adaptation"
+
+
+def adapt_record_path(method: str) -> Path:
+    """What adapt@METHOD learned: final masks, coefficients, per-step loss and time."""
+    return ADAPT / f"{method}.safetensors"

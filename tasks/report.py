@@ -1,4 +1,5 @@
-"""Stage report: reports/report.md and its PNG figures, generated from the results table and the routing analyses."""
+"""Stage report: reports/report.md and its PNG figures, generated from the results table and the analyses of the
+routing (MAD) and adaptation (AdaRank) stages."""
 
 from __future__ import annotations
 
@@ -10,29 +11,47 @@ import pandas as pd
 from mergeflow.atomic import write_text_atomic
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
-from mergeflow.reporting.figures import heatmap_png
+from mergeflow.reporting.adaptation_report import build_adaptation_report
+from mergeflow.reporting.figures import heatmap_png, lines_png
 from mergeflow.reporting.mad_report import build_report
-from tasks._paths import FIGURES, REPORT, REPORTS, ROUTING_ANALYSIS
+from mergeflow.reporting.tables import Heatmap
+from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REPORT, REPORTS, ROUTING_ANALYSIS
 from tasks._stage import run_stage
 
-ANALYSES = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhattacharyya", "confusion")
+ROUTING = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhattacharyya", "confusion")
+ADAPTATION = ("variants", "ranks", "masks", "steps")
+
+
+def _frames(folder, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     try:
         results = pd.read_parquet(REPORTS / "results.parquet")
-        analysis = {name: pd.read_parquet(ROUTING_ANALYSIS / f"{name}.parquet") for name in ANALYSES}
+        routing, adaptation = _frames(ROUTING_ANALYSIS, ROUTING), _frames(ADAPTATION_ANALYSIS, ADAPTATION)
         summary = json.loads((ROUTING_ANALYSIS / "summary.json").read_text())
     except (OSError, ValueError) as exc:
-        raise MergeflowError(f"cannot read the report's inputs ({exc}); run the results and analyze_routing stages") from exc
-    report = build_report(params.suite.name, params.suite.tasks, params.route.routers, results, analysis, summary)
-    for figure in report.figures:
-        heatmap_png(FIGURES / f"{figure.name}.png", figure.values, figure.rows, figure.columns, title=figure.title,
-                    colorbar=figure.colorbar, number_format=figure.number_format, row_label=figure.row_label,
-                    column_label=figure.column_label)
-    write_text_atomic(REPORT, report.markdown)
-    print(f"report: {REPORT} ({len(report.markdown.splitlines())} lines), {len(report.figures)} figures in {FIGURES}")
+        raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, analyze_routing and analyze_adaptation") from exc
+    adapt = params.adapt
+    parts = [
+        build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary),
+        build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
+                                results[results["suite"] == params.suite.name], adaptation,
+                                {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),
+    ]
+    for figure in (figure for part in parts for figure in part.figures):
+        path = FIGURES / f"{figure.name}.png"
+        if isinstance(figure, Heatmap):
+            heatmap_png(path, figure.values, figure.rows, figure.columns, title=figure.title, colorbar=figure.colorbar,
+                        number_format=figure.number_format, row_label=figure.row_label, column_label=figure.column_label)
+        else:
+            lines_png(path, figure.x_labels, figure.series, title=figure.title, ylabel=figure.ylabel)
+    markdown = "\n".join(part.markdown for part in parts)
+    write_text_atomic(REPORT, markdown)
+    count = sum(len(part.figures) for part in parts)
+    print(f"report: {REPORT} ({len(markdown.splitlines())} lines), {count} figures in {FIGURES}")
 
 
 if __name__ == "__main__":
-    run_stage("report", "Render reports/report.md and its figures from the results table and routing analyses.", build)
+    run_stage("report", "Render reports/report.md and its figures from the results table and the analyses.", build)

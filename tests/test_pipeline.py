@@ -65,12 +65,13 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
         expected |= {f"merge@{method}", f"evaluate_merged@{method}"}
     expected |= {f"features@{m}" for m in route["feature_models"]} | {f"calibrate@{r}" for r in route["routers"]}
     expected |= {f"evaluate_routed@{m}" for m in route["methods"]} | {f"evaluate_static@{m}" for m in route["static"]}
+    expected |= {f"adapt@{m}" for m in params["adapt"]["methods"]} | {"analyze_adaptation"}
     assert _ran(output) == expected
     table = pd.read_parquet(project / "reports" / "results.parquet")
     assert list(table.columns) == ["suite", "method", "router", "task", "metric", "value"]
     accuracy = table[table["metric"] == "accuracy"]
     rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"]))
-    known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}
+    known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}  # adapted: router none
     unknown = {(m, r, t) for m in route["methods"] for r in route["routers"] for t in tasks}
     unknown |= {(m, "none", t) for m in route["static"] for t in tasks}
     assert rows == known | unknown
@@ -82,6 +83,8 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert (project / "reports" / "metrics.json").exists() and (project / "reports" / "results.csv").exists()
     report = (project / "reports" / "report.md").read_text()
     assert "Table 2 shape" in report and "figures/routing_confusion.png" in report
+    assert "Table 6 shape" in report and "figures/ranks_adarank_ta.png" in report
+    assert re.search(r"adapt@adarank_ta: 2 steps, entropy [\d.]+ -> [\d.]+", output)
     assert (project / "reports" / "figures" / "bhattacharyya.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -129,8 +132,9 @@ def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:
     ran = _ran(_dvc(project, "repro", f"task_vectors@{changed}", "evaluate_finetuned"))
     assert ran == {f"finetune@{changed}", f"task_vectors@{changed}", "evaluate_finetuned"}
     assert _md5(project / "artifacts" / "experts" / f"{untouched}.safetensors") == untouched_expert
-    merges = {f"merge@{method}" for method in params["merge"]["methods"]}
-    assert merges <= _stale(project) <= merges | {"results"}
+    readers = {f"merge@{method}" for method in params["merge"]["methods"]}  # what reads the task vectors directly
+    readers |= {f"adapt@{method}" for method in params["adapt"]["methods"]} | {"analyze_adaptation"}
+    assert readers <= _stale(project) <= readers | {"results"}
 
 
 def test_forced_rerun_reproduces_the_expert_exactly(project: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -212,6 +212,55 @@ class RouteParams(_Section):
         return self
 
 
+class AdaMergingSettings(_Section):
+    prior: float
+    granularity: Literal["layer", "task"]
+
+
+class AdaRankSettings(_Section):
+    """One AdaRank base: ``prior`` is the initial lambda; ``rank`` the initially kept fraction (TA, CART) or the
+    static TSV-M rank fraction (null = int(r/T)); ``common`` Iso-CTS's common-subspace fraction."""
+
+    prior: float
+    rank: Annotated[float, Field(ge=0, le=1)] | None = None
+    common: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class AdaptationAnalysisParams(_Section):
+    """The report's AdaRank analyses: the lambda-only / masks-only ablation and the amount of test data."""
+
+    ablation: list[Literal["adarank_ta", "adarank_cart", "adarank_tsv_m", "adarank_iso_cts"]]
+    data_fractions: list[Annotated[float, Field(gt=0, le=1)]]
+    data_method: Literal["adarank_ta", "adarank_cart", "adarank_tsv_m", "adarank_iso_cts"]
+
+
+class AdaptParams(_Section):
+    """``adapt:``: test-time adaptation (AdaMerging, AdaRank) by entropy minimisation on unlabelled test batches.
+
+    Each method in ``methods`` is an adapt@METHOD stage writing one merged model; the final step is reported."""
+
+    methods: list[Literal["adamerging", "adarank_ta", "adarank_cart", "adarank_tsv_m", "adarank_iso_cts"]]
+    steps: NonNegativeInt
+    lr: PositiveFloat
+    batch_size: PositiveInt
+    data_fraction: Annotated[float, Field(gt=0, le=1)]
+    seed: NonNegativeInt
+    learn: Literal["both", "lambda", "masks"]
+    adamerging: AdaMergingSettings
+    adarank_ta: AdaRankSettings
+    adarank_cart: AdaRankSettings
+    adarank_tsv_m: AdaRankSettings
+    adarank_iso_cts: AdaRankSettings
+    analysis: AdaptationAnalysisParams
+
+    def settings(self, method: str) -> dict[str, Any]:
+        """The block of ``method`` as build_adaptive's keyword arguments (unset optional values left out)."""
+        if method not in self.methods:
+            raise MergeflowError(f"{method!r} is not in adapt.methods ({', '.join(self.methods)})")
+        block = getattr(self, method).model_dump()
+        return {key: value for key, value in block.items() if value is not None}
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -222,6 +271,7 @@ class Params(_Section):
     merge: MergeParams
     evaluate: EvaluateParams
     route: RouteParams
+    adapt: AdaptParams
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
@@ -252,8 +302,11 @@ class Params(_Section):
             ("reject.fallback", [route.reject.fallback], "delta"),
         ):
             for name in names:
+                if field == "static" and name in self.adapt.methods:
+                    continue  # an adapted model is one static model too (adapt@ writes it)
                 if name not in self.merge.methods:
-                    raise ValueError(f"route.{field}: {name!r} is not in merge.methods ({', '.join(self.merge.methods)})")
+                    raise ValueError(f"route.{field}: {name!r} is not in merge.methods ({', '.join(self.merge.methods)})"
+                                     + (" or adapt.methods" if field == "static" else ""))
                 if get_method(name).returns != kind:
                     wanted = "a mask-bank method (tall_ta, tall_ties, emr)" if kind == "bank" else "a single-model method"
                     raise ValueError(f"route.{field}: {name!r} is not {wanted}")

@@ -34,8 +34,8 @@ for Iso-CTS's left projection) and stored back in the original one. A matrix key
 (CLIP's untouched text tensors) is kept dense: its contribution is exactly zero either way, as in the static
 methods, and its SVD would be wasted. Everything is stored in the compute dtype (float32, float64 stays float64).
 
-The TSV-M and Iso-CTS block builders mirror the closures in ``merging/tsv.py`` and ``merging/iso.py`` line for
-line, because those return only the merged matrix; see ``tsv_blocks`` / ``iso_cts_blocks``.
+The TSV-M and Iso-CTS blocks come from the very functions the static methods multiply
+(``merging.tsv.tsv_orthogonal_factors``, ``merging.iso.iso_cts_blocks``), so the two cannot drift apart.
 """
 
 from __future__ import annotations

@@ -122,6 +122,12 @@ class AdaptiveMerge(nn.Module):
             raise MergeflowError(f"{key!r} has no masks; masked keys: {', '.join(self.svd_keys[:5]) or 'none'}")
         return (self.mask_logits[self._mask_slot[key]] > 0).detach()
 
+    def singular_values(self, key: str) -> Tensor:
+        """(T, r) the frozen component values of SVD key ``key`` (for the learned-vs-intrinsic-rank analysis)."""
+        if key not in self._mask_slot:
+            raise MergeflowError(f"{key!r} has no components; keys with components: {', '.join(self.svd_keys[:5]) or 'none'}")
+        return self._buffer("s", key).detach()
+
     def kept_ranks(self) -> dict[str, dict[str, int]]:
         """{task: {SVD key: components kept now}}."""
         kept = {key: self.mask_matrix(key).sum(dim=1).tolist() for key in self.svd_keys}

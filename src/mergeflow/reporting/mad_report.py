@@ -7,56 +7,13 @@ matrix and the Bhattacharyya heatmap. Nothing here computes a model output: it f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mergeflow.errors import MergeflowError
-
-
-@dataclass(frozen=True)
-class Heatmap:
-    """A figure the report links to: values (rows x columns) and its labels."""
-
-    name: str
-    values: np.ndarray
-    rows: list[str]
-    columns: list[str]
-    title: str
-    colorbar: str
-    number_format: str = "{:.2f}"
-    row_label: str = ""
-    column_label: str = ""
-
-
-@dataclass
-class Report:
-    markdown: str
-    figures: list[Heatmap] = field(default_factory=list)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, disable_numparse=True)
-
-
-def _per_task(rows: pd.DataFrame, tasks: Sequence[str], keys: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """One row per ``keys`` combination, one column per task (percent) and the average."""
-    wide = rows.pivot_table(index=list(keys), columns="task", values=value, aggfunc="first", sort=False)
-    wide = wide.reindex(columns=list(tasks))
-    wide["avg"] = wide.mean(axis=1)
-    return wide
-
-
-def _format_wide(wide: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
-    out = wide.reset_index()
-    for column in [*tasks, "avg"]:
-        out[column] = out[column].map(_pct)
-    return out
+from mergeflow.reporting.tables import Heatmap, Report, format_wide as _format_wide, markdown as _markdown, pct as _pct
+from mergeflow.reporting.tables import per_task as _per_task
 
 
 def _label(method: str, router: str) -> str:

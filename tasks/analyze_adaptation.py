@@ -1,0 +1,91 @@
+"""Stage analyze_adaptation: the AdaRank analyses of the report.
+
+- Table 6 shape: AdaRank with lambda only and with masks only, for each base in adapt.analysis.ablation (the
+  "both" rows are adapt@'s own models, evaluated by evaluate_static@).
+- Table 7 shape: AdaRank adapted on 1 % / 10 % of the test data (adapt.analysis.data_fractions).
+- Fig. 4b shape: per layer, kept rank vs the rank holding 95 % of the spectral energy; Fig. 10: final masks.
+- Seconds per adaptation step, AdaRank vs AdaMerging, from adapt@'s records.
+Every variant reports its final step's test accuracy (no step selection). Writes reports/adaptation/*.parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import pandas as pd
+
+from mergeflow.adaptation.ranks import energy_rank
+from mergeflow.atomic import atomic_path
+from mergeflow.evaluation.accuracy import accuracy
+from mergeflow.params import Params
+from mergeflow.statedict.io import read_safetensors
+from tasks._adapt_inputs import run_adaptation
+from tasks._artifacts import classifier_for, load_split_tensors
+from tasks._paths import ADAPTATION_ANALYSIS, adapt_record_path
+from tasks._stage import run_stage
+
+
+def _write(name: str, frame: pd.DataFrame) -> None:
+    with atomic_path(ADAPTATION_ANALYSIS / f"{name}.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _test_accuracy(params: Params, state: dict) -> dict[str, float]:
+    scores = {}
+    for task in params.suite.tasks:
+        _, images, labels = load_split_tensors(task, "test")
+        scores[task] = accuracy(classifier_for(params, task, state), images, labels, params.evaluate.batch_size)
+    return scores
+
+
+def _variants(params: Params) -> list[dict[str, object]]:
+    analysis, rows = params.adapt.analysis, []
+    runs = [(method, learn, None) for method in analysis.ablation for learn in ("lambda", "masks")]
+    runs += [(analysis.data_method, None, fraction) for fraction in analysis.data_fractions]
+    for method, learn, fraction in runs:
+        _, result = run_adaptation(params, method, learn=learn, fraction=fraction)
+        variant = f"{learn} only" if learn else f"{100 * fraction:g}% of test data"
+        scores = _test_accuracy(params, result.state)
+        print(f"analyze_adaptation: {method} ({variant}): accuracy {sum(scores.values()) / len(scores):.4f}")
+        rows += [{"method": method, "variant": variant, "task": task, "accuracy": value} for task, value in scores.items()]
+    return rows
+
+
+def _records(params: Params) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+    """(ranks, masks of the first/middle/last block, step times) from adapt@'s records."""
+    ranks, masks, steps = [], [], []
+    for method in params.adapt.methods:
+        tensors, metadata = read_safetensors(adapt_record_path(method))
+        seconds = json.loads(metadata["seconds"])
+        steps.append({"method": method, "median_seconds_per_step": statistics.median(seconds) if seconds else float("nan"),
+                      "steps": len(seconds)})
+        tasks = json.loads(metadata["tasks"])
+        keys = [name.removeprefix("mask/") for name in tensors if name.startswith("mask/")]
+        blocks = sorted({key.split(".resblocks.")[1].split(".")[0] for key in keys if ".resblocks." in key}, key=int)
+        shown = {blocks[0], blocks[len(blocks) // 2], blocks[-1]} if blocks else set()
+        for key in keys:
+            mask, values = tensors[f"mask/{key}"].bool(), tensors[f"values/{key}"]
+            intrinsic = energy_rank(values)
+            for index, task in enumerate(tasks):
+                ranks.append({"method": method, "key": key, "task": task, "kept": int(mask[index].sum()),
+                              "intrinsic_95": int(intrinsic[index]), "full": int(mask.shape[1])})
+            block = key.split(".resblocks.")[1].split(".")[0] if ".resblocks." in key else None
+            if block in shown:
+                masks += [{"method": method, "key": key, "task": task, "component": component, "kept": bool(mask[t, component])}
+                          for t, task in enumerate(tasks) for component in range(mask.shape[1])]
+    return ranks, masks, steps
+
+
+def build(args: argparse.Namespace, params: Params) -> None:
+    _write("variants", pd.DataFrame(_variants(params)))
+    ranks, masks, steps = _records(params)
+    _write("ranks", pd.DataFrame(ranks, columns=["method", "key", "task", "kept", "intrinsic_95", "full"]))
+    _write("masks", pd.DataFrame(masks, columns=["method", "key", "task", "component", "kept"]))
+    _write("steps", pd.DataFrame(steps))
+    print("analyze_adaptation: median seconds per step\n" + pd.DataFrame(steps).to_string(index=False))
+
+
+if __name__ == "__main__":
+    run_stage("analyze_adaptation", "AdaRank analyses: lambda/mask ablation, amount of test data, ranks, masks, step time.", build)
