@@ -44,17 +44,48 @@ def batch_sampler(pools: list[torch.Tensor], batch_size: int, seed: int) -> Call
     return batches
 
 
-def run_adaptation(params: Params, method: str, *, learn: str | None = None, fraction: float | None = None) -> tuple[AdaptiveMerge, AdaptationResult]:
-    """adapt@METHOD's run (or an analysis variant: another ``learn`` or test-data ``fraction``), seeded by adapt.seed."""
+@torch.no_grad()
+def validation_accuracy(encoder: SwappableEncoder, state: dict[str, torch.Tensor], inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                        heads: list[torch.Tensor]) -> float:
+    """Mean over tasks of validation accuracy (preprocessed inputs, labels): a diagnostic logged during adaptation,
+    never used to pick a step."""
+    scores = []
+    for (pixels, labels), head in zip(inputs, heads, strict=True):
+        logits = torch.nn.functional.normalize(encoder(state, pixels), dim=-1) @ head.T
+        scores.append(float((logits.argmax(dim=-1) == labels).double().mean()))
+    return sum(scores) / len(scores)
+
+
+def run_adaptation(
+    params: Params, method: str, *, learn: str | None = None, fraction: float | None = None, log_every: int | None = None
+) -> tuple[AdaptiveMerge, AdaptationResult, dict[int, float]]:
+    """adapt@METHOD's run (or an analysis variant: another ``learn`` or test-data ``fraction``), seeded by adapt.seed.
+
+    With ``log_every``, the mean validation accuracy at step 0 and every ``log_every`` steps is returned too (a
+    diagnostic of whether lower entropy means higher accuracy on this suite; the final step is what is reported)."""
     settings = params.adapt
     module, preprocess = load_encoder(params)
     encoder = SwappableEncoder(module)
     base, task_vectors = load_base_visual(), load_task_vectors(params.suite.tasks)
+    heads = load_heads(params.suite.tasks)
     options = getattr(settings, method).model_dump(exclude_none=True)
     if method != "adamerging":
         options["learn"] = learn or settings.learn
     model = build_adaptive(method, base, task_vectors, **options)
     pools = unlabelled_pools(params, preprocess, settings.data_fraction if fraction is None else fraction, settings.seed)
-    result = adapt(model, lambda state, pixels: encoder(state, pixels), load_heads(params.suite.tasks),
-                   batch_sampler(pools, settings.batch_size, settings.seed), settings.steps, settings.lr)
-    return model, result
+    trajectory: dict[int, float] = {}
+    on_step: Callable[[int, float], None] | None = None
+    if log_every:
+        validation = [(preprocess(images), labels) for images, labels in
+                      (load_split_tensors(task, "val")[1:] for task in params.suite.tasks)]
+        trajectory[0] = validation_accuracy(encoder, model.hard_state(), validation, heads)
+
+        def log_validation(step: int, loss: float) -> None:
+            if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+                trajectory[step + 1] = validation_accuracy(encoder, model.hard_state(), validation, heads)
+
+        on_step = log_validation
+
+    result = adapt(model, lambda state, pixels: encoder(state, pixels), heads,
+                   batch_sampler(pools, settings.batch_size, settings.seed), settings.steps, settings.lr, on_step=on_step)
+    return model, result, trajectory

@@ -3,7 +3,8 @@ unlabelled test batches; writes the final step's model (no step is selected) and
 
 Outputs: artifacts/merged/METHOD.safetensors (one static merged model, evaluated by evaluate_static@METHOD) and
 artifacts/adapt/METHOD.safetensors (final masks per key as (T, r) uint8, coefficients, component values; per-step
-loss and seconds in its metadata) for the report's analyses.
+loss and seconds, and the mean validation accuracy every steps/5 steps, in its metadata) for the report's analyses.
+The validation accuracy is a logged diagnostic; no step is selected with it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     method, settings = args.item, params.adapt
     if method not in settings.methods:
         raise MergeflowError(f"{method!r} is not in adapt.methods ({', '.join(settings.methods)})")
-    model, result = run_adaptation(params, method)
+    model, result, validation = run_adaptation(params, method, log_every=max(1, settings.steps // 5))
     info = {
         "settings": params.adapt.settings(method), "learn": settings.learn if method != "adamerging" else "lambda",
         "steps": settings.steps, "lr": settings.lr, "batch_size": settings.batch_size,
@@ -40,11 +41,13 @@ def build(args: argparse.Namespace, params: Params) -> None:
         record[f"mask/{key}"] = model.mask_matrix(key).to(torch.uint8)
         record[f"values/{key}"] = model.singular_values(key).float()
     metadata = {"method": method, "tasks": json.dumps(params.suite.tasks), "keys": json.dumps(model.keys),
-                "losses": json.dumps(result.losses), "seconds": json.dumps(result.seconds)}
+                "losses": json.dumps(result.losses), "seconds": json.dumps(result.seconds),
+                "validation_accuracy": json.dumps({str(step): value for step, value in validation.items()})}
     save_tensors(adapt_record_path(method), record, metadata=metadata)
     if result.losses:
         print(f"adapt@{method}: {settings.steps} steps, entropy {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
-              f"median {statistics.median(result.seconds) * 1e3:.1f} ms/step")
+              f"median {statistics.median(result.seconds) * 1e3:.1f} ms/step; validation accuracy (logged, not used) "
+              + ", ".join(f"step {step} {value:.4f}" for step, value in validation.items()))
 
 
 if __name__ == "__main__":

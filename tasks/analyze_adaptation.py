@@ -45,7 +45,7 @@ def _variants(params: Params) -> list[dict[str, object]]:
     runs = [(method, learn, None) for method in analysis.ablation for learn in ("lambda", "masks")]
     runs += [(analysis.data_method, None, fraction) for fraction in analysis.data_fractions]
     for method, learn, fraction in runs:
-        _, result = run_adaptation(params, method, learn=learn, fraction=fraction)
+        _, result, _ = run_adaptation(params, method, learn=learn, fraction=fraction)
         variant = f"{learn} only" if learn else f"{100 * fraction:g}% of test data"
         scores = _test_accuracy(params, result.state)
         print(f"analyze_adaptation: {method} ({variant}): accuracy {sum(scores.values()) / len(scores):.4f}")
@@ -60,7 +60,7 @@ def _records(params: Params) -> tuple[list[dict[str, object]], list[dict[str, ob
         tensors, metadata = read_safetensors(adapt_record_path(method))
         seconds = json.loads(metadata["seconds"])
         steps.append({"method": method, "median_seconds_per_step": statistics.median(seconds) if seconds else float("nan"),
-                      "steps": len(seconds)})
+                      "steps": len(seconds), "validation_accuracy": metadata.get("validation_accuracy", "{}")})
         tasks = json.loads(metadata["tasks"])
         keys = [name.removeprefix("mask/") for name in tensors if name.startswith("mask/")]
         blocks = sorted({key.split(".resblocks.")[1].split(".")[0] for key in keys if ".resblocks." in key}, key=int)

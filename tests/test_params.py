@@ -57,6 +57,16 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["merge"].pop("ties"), r"merge\.ties: missing"),
         (lambda p: p["merge"]["methods"].append("ties"), r"merge\.methods: a method is listed twice"),
         (lambda p: p["merge"].__setitem__("emr", 3), r"merge\.emr: expected a mapping"),
+        (lambda p: p["route"]["routers"].append("oracle_magic"), r"route\.routers: unknown router 'oracle_magic'"),
+        (lambda p: p["route"]["methods"].append("ties"), r"route\.methods: 'ties' is not a mask-bank method"),
+        (lambda p: p["route"]["static"].append("tall_ta"), r"route\.static: 'tall_ta' is not a single-model method"),
+        (lambda p: p["route"].__setitem__("feature_model", "ties_v2"), r"route\.feature_model: 'ties_v2' must be one of"),
+        (lambda p: p["route"].__setitem__("eps", -1.0), r"route\.eps: .*greater than 0"),
+        (lambda p: p["route"]["reject"].__setitem__("quantile", 1.0), r"route\.reject\.quantile: .*less than 1"),
+        (lambda p: p["route"]["analysis"].__setitem__("seen_tasks", list(p["suite"]["tasks"])), r"leave at least one task unseen"),
+        (lambda p: p["adapt"]["methods"].append("adarank_magic"), r"adapt\.methods\.5: Input should be"),
+        (lambda p: p["adapt"]["adarank_cart"].__setitem__("rank", 1.5), r"adapt\.adarank_cart\.rank: .*less than or equal to 1"),
+        (lambda p: p["adapt"].__setitem__("learn", "all"), r"adapt\.learn: Input should be 'both', 'lambda' or 'masks'"),
     ],
 )
 def test_mistakes_name_the_key(raw: dict, edit, expected: str) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ data) and the cost of a step; figures are Fig. 4b (learned vs intrinsic rank per
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -78,11 +79,20 @@ def step_table(steps: pd.DataFrame) -> str:
     }))
 
 
+def trajectory_table(steps: pd.DataFrame) -> str:
+    """Mean validation accuracy during adaptation (logged every steps/5; no step is selected with it)."""
+    trajectories = {row.method: {int(k): v for k, v in json.loads(row.validation_accuracy).items()} for row in steps.itertuples()}
+    checkpoints = sorted({step for values in trajectories.values() for step in values})
+    frame = pd.DataFrame([{"method": method, **{f"step {c}": pct(values[c]) if c in values else "" for c in checkpoints}}
+                          for method, values in trajectories.items()])
+    return markdown(frame)
+
+
 def rank_figure(ranks: pd.DataFrame, method: str) -> tuple[Lines, str]:
     """Fig. 4b shape: per layer (SVD key), kept rank and the 95 %-energy rank, averaged over tasks."""
     rows = ranks[ranks["method"] == method]
     per_key = rows.groupby("key", sort=False)[["kept", "intrinsic_95", "full"]].mean()
-    labels = [key.replace("visual.transformer.resblocks.", "b").replace(".weight", "") for key in per_key.index]
+    labels = [key.replace("visual.", "").replace("transformer.resblocks.", "b").replace(".weight", "") for key in per_key.index]
     figure = Lines(f"ranks_{method}", labels, {"kept after adaptation": per_key["kept"].tolist(),
                                                   "95% spectral energy": per_key["intrinsic_95"].tolist(),
                                                   "full rank": per_key["full"].tolist()},
@@ -118,12 +128,19 @@ def build_adaptation_report(
         f"{settings['steps']} Adam steps at lr {settings['lr']}); the **final step** is reported, no step is selected. "
         "Adapted models are static (one model for every input, `router=none`), scored with each task's head.",
         "## Adapted vs static (AdaRank Table 1 shape)",
+        "Static rows are the merge@ models with their params.yaml settings; each adaptation starts from its own step-0 "
+        "model (its settings in params.yaml `adapt:`), whose validation accuracy is the first column of the trajectory "
+        "table below.",
         main_table(results, tasks, methods),
         "## Ablation: what is learned (Table 6 shape)",
         "AdaRank learning layer-wise coefficients only, component masks only, or both (average accuracy):",
         ablation_table(results, analysis["variants"]),
         "## Amount of test data (Table 7 shape)",
         data_table(results, analysis["variants"], tasks, data_method),
+        "## Validation accuracy along the way",
+        "Logged every steps/5 steps to show whether lower entropy means higher accuracy here; the reported model is "
+        "always the final step's.",
+        trajectory_table(analysis["steps"]),
         "## Cost of an adaptation step",
         step_table(analysis["steps"]),
     ]
