@@ -8,7 +8,7 @@ model and head of task-known (oracle) inference, so per-input oracle correctness
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -37,30 +37,29 @@ def mad_routing_accuracy(
     return routing_accuracy(router, test)
 
 
-def _sweep_records(sweep: str, value: object, seed: int, scores: Mapping[str, float]) -> list[Record]:
-    return [{"sweep": sweep, "value": value, "seed": seed, "task": task, "routing_accuracy": score} for task, score in scores.items()]
+def _sweep(
+    sweep: str, values: Sequence[object], seeds: Sequence[int], score: Callable[[object, int], Mapping[str, float]]
+) -> list[Record]:
+    """One record per value x seed x task: the routing accuracy ``score(value, seed)`` gives each task."""
+    return [
+        {"sweep": sweep, "value": value, "seed": seed, "task": task, "routing_accuracy": accuracy}
+        for value in values for seed in seeds for task, accuracy in score(value, seed).items()
+    ]
 
 
 def sample_size_sweep(
     tasks: Sequence[str], train: TaskFeatures, test: TaskFeatures, samples: Sequence[int], seeds: Sequence[int], eps: float
 ) -> list[Record]:
     """Routing accuracy of MAD for every N x seed (Tables 6 and F1), plus N = all training inputs (value "all")."""
-    records: list[Record] = []
-    for count in samples:
-        for seed in seeds:
-            records += _sweep_records("samples", count, seed, mad_routing_accuracy(tasks, train, test, count, seed, eps))
-    return records + _sweep_records("samples", "all", 0, mad_routing_accuracy(tasks, train, test, None, 0, eps))
+    records = _sweep("samples", samples, seeds, lambda count, seed: mad_routing_accuracy(tasks, train, test, count, seed, eps))  # type: ignore[arg-type]
+    return records + _sweep("samples", ["all"], [0], lambda _, seed: mad_routing_accuracy(tasks, train, test, None, seed, eps))
 
 
 def eps_sweep(
     tasks: Sequence[str], train: TaskFeatures, test: TaskFeatures, eps_values: Sequence[float], seeds: Sequence[int], samples: int
 ) -> list[Record]:
     """Routing accuracy of MAD for every eps x seed at N = ``samples`` (Table F2)."""
-    records: list[Record] = []
-    for eps in eps_values:
-        for seed in seeds:
-            records += _sweep_records("eps", eps, seed, mad_routing_accuracy(tasks, train, test, samples, seed, eps))
-    return records
+    return _sweep("eps", eps_values, seeds, lambda eps, seed: mad_routing_accuracy(tasks, train, test, samples, seed, eps))  # type: ignore[arg-type]
 
 
 def seen_unseen(

@@ -21,8 +21,6 @@ from mergeflow.models.classifier import preprocess_images
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
 
-StateDict = dict[str, torch.Tensor]
-
 
 @dataclass(frozen=True)
 class Prediction:
