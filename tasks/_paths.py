@@ -77,3 +77,20 @@ ADAPTATION_ANALYSIS = REPORTS / "adaptation"
 def adapt_record_path(method: str) -> Path:
     """What adapt@METHOD learned: final masks, coefficients, per-step loss and time."""
     return ADAPT / f"{method}.safetensors"
+
+
+LORA = ARTIFACTS / "lora"
+
+
+def lora_adapter_dir(task: str) -> Path:
+    """A LoRA expert in peft's format (adapter_config.json + adapter_model.safetensors)."""
+    return LORA / "experts" / task
+
+
+def lora_policy_path(method: str) -> Path:
+    """What evaluate_lora@METHOD needs to serve METHOD: router tensors (if any) and its chosen settings."""
+    return LORA / "policies" / f"{method}.safetensors"
+
+
+def lora_part_path(method: str) -> Path:
+    return RESULT_PARTS / "lora" / f"{method}.parquet"

@@ -13,8 +13,10 @@ from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
+from mergeflow.reporting.lora_report import build_lora_report
 from mergeflow.reporting.mad_report import build_report
 from mergeflow.reporting.tables import Heatmap
+from tasks._lora_inputs import load_policy
 from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REPORT, REPORTS, ROUTING_ANALYSIS
 from tasks._stage import run_stage
 
@@ -39,6 +41,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
         build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
                                 results[results["suite"] == params.suite.name], adaptation,
                                 {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),
+        build_lora_report(params.suite.name, params.suite.tasks, results,
+                          load_policy("tr")[1] if "tr" in params.lora.methods else None),
     ]
     for figure in (figure for part in parts for figure in part.figures):
         path = FIGURES / f"{figure.name}.png"

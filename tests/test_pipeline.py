@@ -66,9 +66,21 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     expected |= {f"features@{m}" for m in route["feature_models"]} | {f"calibrate@{r}" for r in route["routers"]}
     expected |= {f"evaluate_routed@{m}" for m in route["methods"]} | {f"evaluate_static@{m}" for m in route["static"]}
     expected |= {f"adapt@{m}" for m in params["adapt"]["methods"]} | {"analyze_adaptation"}
+    expected |= {f"finetune_lora@{t}" for t in tasks}
+    expected |= {f"{stage}@{m}" for stage in ("calibrate_lora", "evaluate_lora") for m in params["lora"]["methods"]}
     assert _ran(output) == expected
-    table = pd.read_parquet(project / "reports" / "results.parquet")
-    assert list(table.columns) == ["suite", "method", "router", "task", "metric", "value"]
+    full_table = pd.read_parquet(project / "reports" / "results.parquet")
+    assert list(full_table.columns) == ["suite", "method", "router", "task", "metric", "value"]
+    assert set(full_table["suite"]) == {"vision8", "vision8-lora"}
+    lora = full_table[full_table["suite"] == "vision8-lora"]
+    lora_rows = set(zip(lora["method"], lora["router"], lora["metric"]))
+    named = {("finetuned", "oracle"), ("task_arithmetic", "none"), ("tr_merging", "tr"), ("twin_merging", "twin"),
+             ("dawin", "dawin"), ("finetuned", "mad")}
+    assert {(m, r) for m, r, _ in lora_rows} == named
+    assert {(m, r) for m, r, metric in lora_rows if metric == "routing_accuracy"} == named - {("finetuned", "oracle"), ("task_arithmetic", "none")}
+    assert lora[lora["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
+    assert re.search(r"\(temperature, top_k\) = \(", output)  # TR's validation choice is printed
+    table = full_table[full_table["suite"] == "vision8"]
     accuracy = table[table["metric"] == "accuracy"]
     rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"]))
     known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}  # adapted: router none
@@ -86,6 +98,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert "Table 6 shape" in report and "figures/ranks_adarank_ta.png" in report
     assert re.search(r"adapt@adarank_ta: 2 steps, entropy [\d.]+ -> [\d.]+", output)
     assert (project / "reports" / "figures" / "bhattacharyya.png").read_bytes()[:4] == b"\x89PNG"
+    assert "TR-Merging's temperature and top-K" in report and "Serving cost of the task-unknown methods" in report
 
 
 def test_second_run_is_a_no_op(project: Path) -> None:
@@ -118,6 +131,14 @@ def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(proje
     calibration = {f"calibrate@{r}" for r in params["route"]["routers"]}
     routed = {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
     assert calibration | routed | {"analyze_routing"} <= ran <= calibration | routed | {"analyze_routing", "results", "report"}
+
+
+def test_a_tr_merging_hyperparameter_reruns_only_tr(project: Path) -> None:
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["lora"]["tr"]["temperatures"] = [0.1, 1.0]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_dvc(project, "repro")) == {"calibrate_lora@tr", "evaluate_lora@tr", "results", "report"}
 
 
 def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:

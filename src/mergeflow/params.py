@@ -261,6 +261,80 @@ class AdaptParams(_Section):
         return {key: value for key, value in block.items() if value is not None}
 
 
+class LoraAdapterParams(_Section):
+    """peft LoRA on the image encoder: rank, alpha (scaling alpha / rank), dropout and the adapted module names."""
+
+    rank: PositiveInt
+    alpha: PositiveFloat
+    dropout: Annotated[float, Field(ge=0, lt=1)]
+    targets: list[str] = Field(min_length=1)
+
+
+class LoraScaleParams(_Section):
+    scale: float
+
+
+class TrParams(_Section):
+    """TR-Merging: M samples per task embedded by the base encoder; temperature and top-K chosen on validation."""
+
+    samples: PositiveInt
+    seed: NonNegativeInt
+    form: Literal["written", "scaled"]
+    renormalize: bool
+    temperatures: list[PositiveFloat] = Field(min_length=1)
+    top_k: list[PositiveInt] = Field(min_length=1)
+    val_samples: PositiveInt
+
+
+class TwinParams(_Section):
+    """Twin-Merging: shared expert by TA at ``shared_scale``; exclusive vectors at ``density`` of the rank; MLP router."""
+
+    shared_scale: float
+    density: Annotated[float, Field(gt=0, le=1)]
+    samples: PositiveInt
+    hidden: PositiveInt
+    dropout: Annotated[float, Field(ge=0, lt=1)]
+    lr: PositiveFloat
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    seed: NonNegativeInt
+
+
+class DawinParams(_Section):
+    """DaWin: coefficients scale * T * softmax(-entropy), per input or averaged per dataset."""
+
+    scale: PositiveFloat
+    head: Literal["dataset", "expert"]
+    mode: Literal["per_input", "dataset_mean"]
+
+
+class LoraMadParams(_Section):
+    """MAD over LoRA experts: Gaussians of the weight-averaged LoRA model's features."""
+
+    samples: PositiveInt
+    eps: PositiveFloat
+    seed: NonNegativeInt
+
+
+LORA_METHODS = ("experts", "task_arithmetic", "tr", "twin", "dawin", "mad")
+
+
+class LoraParams(_Section):
+    """``lora:``: LoRA experts (finetune_lora@TASK) and the per-input methods served over them (evaluate_lora@METHOD);
+    their results carry the suite name ``<suite.name>-lora``."""
+
+    adapter: LoraAdapterParams
+    train: OptimParams
+    methods: list[Literal["experts", "task_arithmetic", "tr", "twin", "dawin", "mad"]] = Field(min_length=1)
+    batch_size: PositiveInt
+    experts: dict[str, Any]
+    task_arithmetic: LoraScaleParams
+    tr: TrParams
+    twin: TwinParams
+    dawin: DawinParams
+    mad: LoraMadParams
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -272,6 +346,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     route: RouteParams
     adapt: AdaptParams
+    lora: LoraParams
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
@@ -288,6 +363,9 @@ class Params(_Section):
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
         self._route_names_are_merged()
+        too_many = [k for k in self.lora.tr.top_k if k > len(self.suite.tasks)]
+        if too_many:
+            raise ValueError(f"lora.tr.top_k: {too_many} exceed the {len(self.suite.tasks)} tasks of suite.tasks")
         return self
 
     def _route_names_are_merged(self) -> None:

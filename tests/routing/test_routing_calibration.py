@@ -29,7 +29,7 @@ def test_draws_are_seeded_per_task_and_refuse_too_many_samples() -> None:
     # a task's draw does not depend on the other tasks
     assert torch.equal(draw_calibration(rows[1:], ["b"], 4, seed=0)[0], first[1])
     assert draw_calibration(rows, ["a", "b"], None, seed=0)[0] is rows[0]
-    with pytest.raises(MergeflowError, match="route.samples = 11 .* only 10"):
+    with pytest.raises(MergeflowError, match="11 calibration samples .* only 10"):
         draw_calibration(rows, ["a", "b"], 11, seed=0)
 
 

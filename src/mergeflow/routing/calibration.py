@@ -23,23 +23,18 @@ def prepare_features(features: torch.Tensor, normalize: bool) -> torch.Tensor:
     return F.normalize(features, dim=-1) if normalize else features
 
 
-def draw_calibration(features: Sequence[torch.Tensor], tasks: Sequence[str], samples: int | None, seed: int) -> list[torch.Tensor]:
-    """N rows per task, drawn without replacement with a generator derived from (seed, task); None = every row.
+def calibration_rows(count: int, task: str, samples: int, seed: int) -> torch.Tensor:
+    """The ``samples`` row indices (of ``count``) drawn for ``task``: a generator derived from (seed, task) only, so
+    adding a task never changes another's samples, and a stage can embed just these inputs."""
+    if samples > count:
+        raise MergeflowError(f"{samples} calibration samples requested but task {task!r} has only {count} training inputs: lower it")
+    return torch.randperm(count, generator=torch_generator(seed, "calibration", task))[:samples]
 
-    Each task's draw depends only on its own name and the seed, so adding a task never changes another's samples.
-    """
-    drawn = []
-    for task, rows in zip(tasks, features, strict=True):
-        if samples is None:
-            drawn.append(rows)
-            continue
-        if samples > rows.shape[0]:
-            raise MergeflowError(
-                f"route.samples = {samples} but task {task!r} has only {rows.shape[0]} training inputs: lower it"
-            )
-        order = torch.randperm(rows.shape[0], generator=torch_generator(seed, "calibration", task))
-        drawn.append(rows[order[:samples]])
-    return drawn
+
+def draw_calibration(features: Sequence[torch.Tensor], tasks: Sequence[str], samples: int | None, seed: int) -> list[torch.Tensor]:
+    """N rows per task, drawn without replacement (``calibration_rows``); None = every row."""
+    return [rows if samples is None else rows[calibration_rows(rows.shape[0], task, samples, seed)]
+            for task, rows in zip(tasks, features, strict=True)]
 
 
 @dataclass(frozen=True)

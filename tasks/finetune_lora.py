@@ -1,0 +1,33 @@
+"""Stage finetune_lora@TASK: a LoRA expert of the image encoder (peft, adapters only; head frozen), saved in peft's
+format under artifacts/lora/experts/TASK."""
+
+from __future__ import annotations
+
+import argparse
+
+from mergeflow.lora.adapters import LoraSpec, add_lora, save_adapter
+from mergeflow.params import Params
+from mergeflow.seeding import seed_everything
+from mergeflow.training.finetune import finetune_encoder
+from mergeflow.training.loop import OptimConfig
+from tasks._artifacts import classifier_for, load_split_tensors
+from tasks._paths import lora_adapter_dir
+from tasks._stage import require_task, run_stage
+
+
+def build(args: argparse.Namespace, params: Params) -> None:
+    require_task(params, args.item)
+    adapter, train = params.lora.adapter, params.lora.train
+    spec = LoraSpec(adapter.rank, adapter.alpha, adapter.dropout, tuple(adapter.targets))
+    _, images, labels = load_split_tensors(args.item, "train")
+    classifier = classifier_for(params, args.item)
+    seed_everything(train.seed)  # LoRA A is initialised randomly at injection
+    add_lora(classifier.encoder, spec)
+    losses = finetune_encoder(classifier, images, labels, OptimConfig(**train.model_dump()), description=f"finetune_lora {args.item}")
+    print(f"finetune_lora {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
+    save_adapter(lora_adapter_dir(args.item), classifier.encoder, spec)
+
+
+if __name__ == "__main__":
+    run_stage("finetune_lora", "Train a LoRA expert of the image encoder on one task (peft; adapters only, frozen head).",
+              build, item_help="task name from suite.tasks")
