@@ -5,36 +5,20 @@ calibration and what follows, and a forced rerun of a fine-tuning stage reproduc
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from pipeline_kit import copy_project, dvc, ran
 
 pytestmark = pytest.mark.pipeline
 
 
-def _dvc(workdir: Path, *args: str) -> str:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = f"{workdir / 'src'}{os.pathsep}{workdir}"  # the copied library and stages, not the installed ones
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workdir, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
 def _stale(workdir: Path) -> set[str]:
     """Stages `dvc status` reports as changed (its unindented ``name:`` lines)."""
-    return set(re.findall(r"^(\S+):$", _dvc(workdir, "status"), flags=re.MULTILINE))
+    return set(re.findall(r"^(\S+):$", dvc(workdir, "status"), flags=re.MULTILINE))
 
 
 def _md5(path: Path) -> str:
@@ -43,19 +27,11 @@ def _md5(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = Path(__file__).resolve().parents[1]
-    work = tmp_path_factory.mktemp("pipeline")
-    for item in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(root / item, work / item)
-    for folder in ("tasks", "src"):
-        shutil.copytree(root / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(root / "profiles" / "smoke.yaml", work / "params.yaml")
-    _dvc(work, "init", "--no-scm", "-q")
-    return work
+    return copy_project(tmp_path_factory.mktemp("pipeline"), "smoke.yaml")
 
 
 def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> None:
-    output = _dvc(project, "repro")
+    output = dvc(project, "repro")
     params = yaml.safe_load((project / "params.yaml").read_text())
     tasks, methods, route = params["suite"]["tasks"], params["merge"]["methods"], params["route"]
     expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results", "analyze_routing", "report"}
@@ -68,7 +44,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     expected |= {f"adapt@{m}" for m in params["adapt"]["methods"]} | {"analyze_adaptation"}
     expected |= {f"finetune_lora@{t}" for t in tasks}
     expected |= {f"{stage}@{m}" for stage in ("calibrate_lora", "evaluate_lora") for m in params["lora"]["methods"]}
-    assert _ran(output) == expected
+    assert ran(output) == expected
     full_table = pd.read_parquet(project / "reports" / "results.parquet")
     assert list(full_table.columns) == ["suite", "method", "router", "task", "metric", "value"]
     assert set(full_table["suite"]) == {"vision8", "vision8-lora"}
@@ -102,7 +78,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
 
 
 def test_second_run_is_a_no_op(project: Path) -> None:
-    assert _ran(_dvc(project, "repro")) == set()
+    assert ran(dvc(project, "repro")) == set()
 
 
 def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None:
@@ -111,15 +87,15 @@ def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None
     assert "ties" in params["merge"]["methods"] and len(params["merge"]["methods"]) > 1
     params["merge"]["ties"]["k"] = 0.5
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _ran(_dvc(project, "repro"))
-    assert {"merge@ties", "evaluate_merged@ties"} <= ran
+    executed = ran(dvc(project, "repro"))
+    assert {"merge@ties", "evaluate_merged@ties"} <= executed
     # ties is also the smoke profile's routing feature model and static baseline: what reads it reruns, the other
     # merges never do.
     downstream = {"features@ties", "evaluate_static@ties", "analyze_routing", "results", "report"}
     downstream |= {f"calibrate@{r}" for r in params["route"]["routers"]}
     downstream |= {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
-    assert ran <= {"merge@ties", "evaluate_merged@ties"} | downstream
-    assert not any(stage.startswith(("merge@tall_ta", "evaluate_merged@tall_ta")) for stage in ran)
+    assert executed <= {"merge@ties", "evaluate_merged@ties"} | downstream
+    assert not any(stage.startswith(("merge@tall_ta", "evaluate_merged@tall_ta")) for stage in executed)
 
 
 def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(project: Path) -> None:
@@ -127,10 +103,10 @@ def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(proje
     params = yaml.safe_load(params_path.read_text())
     params["route"]["eps"] = 1e-3
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _ran(_dvc(project, "repro"))
+    executed = ran(dvc(project, "repro"))
     calibration = {f"calibrate@{r}" for r in params["route"]["routers"]}
     routed = {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
-    assert calibration | routed | {"analyze_routing"} <= ran <= calibration | routed | {"analyze_routing", "results", "report"}
+    assert calibration | routed | {"analyze_routing"} <= executed <= calibration | routed | {"analyze_routing", "results", "report"}
 
 
 def test_a_tr_merging_hyperparameter_reruns_only_tr(project: Path) -> None:
@@ -138,7 +114,7 @@ def test_a_tr_merging_hyperparameter_reruns_only_tr(project: Path) -> None:
     params = yaml.safe_load(params_path.read_text())
     params["lora"]["tr"]["temperatures"] = [0.1, 1.0]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_dvc(project, "repro")) == {"calibrate_lora@tr", "evaluate_lora@tr", "results", "report"}
+    assert ran(dvc(project, "repro")) == {"calibrate_lora@tr", "evaluate_lora@tr", "results", "report"}
 
 
 def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:
@@ -150,8 +126,8 @@ def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     # Reproduce the chain's ends only; the merges downstream (every merge reads every task vector) are checked
     # by `dvc status` instead of rerun, which keeps this test fast.
-    ran = _ran(_dvc(project, "repro", f"task_vectors@{changed}", "evaluate_finetuned"))
-    assert ran == {f"finetune@{changed}", f"task_vectors@{changed}", "evaluate_finetuned"}
+    executed = ran(dvc(project, "repro", f"task_vectors@{changed}", "evaluate_finetuned"))
+    assert executed == {f"finetune@{changed}", f"task_vectors@{changed}", "evaluate_finetuned"}
     assert _md5(project / "artifacts" / "experts" / f"{untouched}.safetensors") == untouched_expert
     readers = {f"merge@{method}" for method in params["merge"]["methods"]}  # what reads the task vectors directly
     readers |= {f"adapt@{method}" for method in params["adapt"]["methods"]} | {"analyze_adaptation"}
@@ -162,5 +138,5 @@ def test_forced_rerun_reproduces_the_expert_exactly(project: Path) -> None:
     task = yaml.safe_load((project / "params.yaml").read_text())["suite"]["tasks"][1]
     expert = project / "artifacts" / "experts" / f"{task}.safetensors"
     before = _md5(expert)
-    assert _ran(_dvc(project, "repro", "--force", "--single-item", f"finetune@{task}")) == {f"finetune@{task}"}
+    assert ran(dvc(project, "repro", "--force", "--single-item", f"finetune@{task}")) == {f"finetune@{task}"}
     assert _md5(expert) == before
