@@ -1,1 +1,1 @@
-"""Task registry, offline suites and the Parquet image tables every stage reads."""
+"""Task registries, offline suites (vision and text) and the Parquet image and text tables every stage reads."""

@@ -1,8 +1,15 @@
-"""The registry of offline suites: a suite is an ordered set of tasks that experts are trained on and merged over."""
+"""The registry of offline suites: a suite is an ordered set of tasks that experts are trained on and merged over.
+
+Vision suites (images, an open_clip backbone) and text suites (sentences, a Hugging Face encoder) share one name
+space, so params.yaml names a suite and the stages ask its kind."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from mergeflow.data.task_spec import TaskSpec
+from mergeflow.data.text_suites import TEXT_SUITES
+from mergeflow.data.text_task_spec import TextTaskSpec
 from mergeflow.data.vision_tasks.geometry import ARROWS, DOT_COUNTS, SHAPES
 from mergeflow.data.vision_tasks.glyphs import HANDWRITTEN_DIGITS, RENDERED_DIGITS, RENDERED_LETTERS
 from mergeflow.data.vision_tasks.photos import PHOTO_PATCHES
@@ -17,17 +24,23 @@ VISION_TASKS: dict[str, TaskSpec] = {
     )
 }
 
-SUITES: dict[str, dict[str, TaskSpec]] = {"vision8": VISION_TASKS}
+SUITES: dict[str, dict[str, TaskSpec] | dict[str, TextTaskSpec]] = {"vision8": VISION_TASKS, **TEXT_SUITES}
 
 
-def suite_tasks(suite: str) -> dict[str, TaskSpec]:
+def suite_kind(suite: str) -> Literal["vision", "text"]:
+    """Whether a suite's inputs are images or sentences (decides the backbone, the tables and the heads)."""
+    suite_tasks(suite)  # an unknown name stops here, listing the known ones
+    return "text" if suite in TEXT_SUITES else "vision"
+
+
+def suite_tasks(suite: str) -> dict[str, TaskSpec] | dict[str, TextTaskSpec]:
     """The tasks a suite offers, by name."""
     if suite not in SUITES:
         raise MergeflowError(f"unknown suite {suite!r}; known suites: {', '.join(SUITES)}")
     return SUITES[suite]
 
 
-def task_spec(suite: str, task: str) -> TaskSpec:
+def task_spec(suite: str, task: str) -> TaskSpec | TextTaskSpec:
     """One task of a suite, with an error that lists the valid names."""
     tasks = suite_tasks(suite)
     if task not in tasks:

@@ -1,1 +1,1 @@
-"""Backbones (open_clip image/text towers), frozen classification heads, and the classifier that joins them."""
+"""Backbones (open_clip image/text towers, Hugging Face text encoders), frozen classification heads, and the classifiers that join them."""

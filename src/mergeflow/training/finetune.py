@@ -1,4 +1,4 @@
-"""Full fine-tuning of an image encoder against a frozen head: one expert per task."""
+"""Full fine-tuning of an encoder (image or text) against a frozen head: one expert per task."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from mergeflow.models.classifier import ImageClassifier
+from mergeflow.models.text_classifier import TextClassifier
 from mergeflow.training.loop import OptimConfig, run_training
 
 
-def finetune_encoder(classifier: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, config: OptimConfig,
-                     description: str = "finetune") -> list[float]:
-    """Train ``classifier.encoder`` in place on uint8 ``images`` with cross-entropy; the head stays frozen."""
+def finetune_encoder(classifier: ImageClassifier | TextClassifier, images: torch.Tensor, labels: torch.Tensor,
+                     config: OptimConfig, description: str = "finetune") -> list[float]:
+    """Train ``classifier.encoder`` in place on uint8 images or token ids with cross-entropy; the head stays frozen."""
     classifier.train()
     losses = run_training(classifier.encoder.parameters(),
                           lambda batch: F.cross_entropy(classifier(images[batch]), labels[batch]),

@@ -1,0 +1,94 @@
+"""A Hugging Face encoder as a sentence embedder over fixed-length token-id tensors (masked mean pooling).
+
+Text splits are tokenised once into an (N, L) int64 tensor, right-padded with the tokenizer's pad id, so that
+training, evaluation and routing index one tensor exactly as the vision code indexes uint8 images; the attention
+mask is recovered as ``ids != pad id`` (BERT-style tokenizers never emit the pad id for real text). Masked mean pooling
+of the last hidden states followed by L2 normalisation is how sentence-transformers embeds with all-MiniLM-L6-v2.
+
+The encoder's ``state_dict()`` (keys ``transformer.embeddings.*``, ``transformer.encoder.layer.{i}.*``) is what
+experts, task vectors and merges are made of, as ``visual.state_dict()`` is for the image tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from mergeflow.errors import MergeflowError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+DEFAULT_MAX_TOKENS = 32
+
+
+class TextEncoder(nn.Module):
+    """(N, L) token ids [+ attention mask] -> (N, D) masked-mean embeddings (unnormalised, like ``encode_image``)."""
+
+    def __init__(self, transformer: nn.Module, pad_token_id: int):
+        super().__init__()
+        self.transformer = transformer
+        self.pad_token_id = int(pad_token_id)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if input_ids.ndim != 2:
+            raise MergeflowError(f"text encoder: token ids must be (N, L), got shape {tuple(input_ids.shape)}")
+        mask = (input_ids != self.pad_token_id) if attention_mask is None else attention_mask.bool()
+        # Drop trailing columns that are padding in every row: attention masks them anyway, and short
+        # sentences in a 32-token tensor would otherwise pay for the full length.
+        used = torch.nonzero(mask.any(dim=0))
+        length = int(used.max()) + 1 if len(used) else 1
+        input_ids, mask = input_ids[:, :length], mask[:, :length]
+        hidden = self.transformer(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def load_text_encoder(source: str | os.PathLike[str] | None = None) -> tuple[TextEncoder, PreTrainedTokenizerBase]:
+    """The pretrained encoder (eval mode) and its tokenizer; ``source`` as in ``text_backbone.load_text_backbone``."""
+    from mergeflow.models.text_backbone import load_text_backbone
+
+    model, tokenizer = load_text_backbone(source)
+    return TextEncoder(model, tokenizer.pad_token_id).eval(), tokenizer
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int = DEFAULT_MAX_TOKENS) -> torch.Tensor:
+    """(N, max_tokens) int64 token ids, right-padded; longer texts are truncated (their last token stays [SEP])."""
+    if isinstance(texts, str):
+        raise MergeflowError("tokenize: pass a list of texts, not one string")
+    if max_tokens < 2:
+        raise MergeflowError(f"tokenize: max_tokens must be at least 2 ([CLS] and [SEP]), got {max_tokens}")
+    if tokenizer.padding_side != "right":
+        raise MergeflowError(f"tokenize: the tokenizer pads on the {tokenizer.padding_side}; "
+                             "the text encoder expects right padding")
+    if not texts:
+        return torch.empty(0, max_tokens, dtype=torch.int64)
+    encoded = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_tokens,
+                        return_attention_mask=False, return_token_type_ids=False, return_tensors="pt")
+    return encoded["input_ids"].to(torch.int64)
+
+
+def token_lengths(token_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """Number of real tokens per row (special tokens included)."""
+    return (token_ids != pad_token_id).sum(dim=1)
+
+
+_BERT_MLP = re.compile(r"(.*\.)?layer\.(\d+)\.(intermediate|output)\.dense$")
+
+
+def mlp_lora_targets(encoder: nn.Module) -> tuple[str, ...]:
+    """peft ``target_modules`` for the MLP linears of a BERT-style encoder (``layer.{i}.intermediate.dense``/``.output.dense``).
+
+    Plain ``"output.dense"`` would also match each attention block's ``attention.output.dense``; TR-Merging puts text
+    LoRA in the MLP only, so the layer index is part of every target.
+    """
+    targets = sorted({match.group(0)[len(match.group(1) or ""):] for name, _ in encoder.named_modules()
+                      if (match := _BERT_MLP.match(name))})
+    if not targets:
+        raise MergeflowError("mlp_lora_targets: no BERT-style `layer.{i}.intermediate.dense` modules in this encoder")
+    return tuple(targets)

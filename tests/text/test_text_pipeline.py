@@ -1,0 +1,47 @@
+"""The text suite through the real DVC stages (profiles/text_smoke.yaml: MiniLM-L6, 2 tasks, 2 steps): the same
+dvc.yaml as vision8 prepares sentences, stores the pretrained encoder, builds prototype heads, fine-tunes full and
+LoRA experts, merges (CART through BERT's attention/MLP matrices), routes with MAD and serves TR-Merging and Twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline_kit import copy_project, dvc, ran
+
+pytestmark = pytest.mark.pipeline
+
+TARGETS = ("evaluate_routed@tall_ta", "evaluate_static@adarank_ta", "evaluate_merged@cart", "evaluate_lora@tr",
+           "evaluate_lora@twin", "evaluate_finetuned")
+
+
+@pytest.fixture(scope="module")
+def text_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_project(tmp_path_factory.mktemp("text_pipeline"), "text_smoke.yaml")
+
+
+def test_text_suite_runs_through_the_vision_stages(text_project: Path) -> None:
+    output = dvc(text_project, "repro", *TARGETS)
+    params = yaml.safe_load((text_project / "params.yaml").read_text())
+    tasks = params["suite"]["tasks"]
+    assert {f"prepare@{t}" for t in tasks} | {f"finetune@{t}" for t in tasks} | {f"finetune_lora@{t}" for t in tasks} <= ran(output)
+    assert "pretrain: stored the pretrained text encoder" in output
+    parts = text_project / "reports" / "parts"
+    rows = pd.concat([pd.read_parquet(path) for path in parts.rglob("*.parquet")])
+    assert set(rows["suite"]) == {"text6", "text6-lora"}
+    accuracy = rows[rows["metric"] == "accuracy"]
+    assert accuracy["value"].between(0, 1).all() and set(accuracy["task"]) == set(tasks)
+    keys = set(zip(accuracy["suite"], accuracy["method"], accuracy["router"]))
+    assert {("text6", "finetuned", "oracle"), ("text6", "tall_ta", "mad"), ("text6", "adarank_ta", "none"),
+            ("text6", "cart", "oracle"), ("text6-lora", "tr_merging", "tr"), ("text6-lora", "twin_merging", "twin")} <= keys
+    # the MLP LoRA targets are per layer, so attention.output.dense never gets an adapter
+    config = yaml.safe_load((text_project / "artifacts" / "lora" / "experts" / tasks[0] / "adapter_config.json").read_text())
+    assert config["target_modules"] and all("attention" not in name for name in config["target_modules"])
+    assert _ran_again(text_project) == set()
+
+
+def _ran_again(project: Path) -> set[str]:
+    return ran(dvc(project, "repro", *TARGETS))
