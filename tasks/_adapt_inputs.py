@@ -13,14 +13,14 @@ from mergeflow.params import Params
 from mergeflow.adaptation.loop import AdaptationResult, adapt
 from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
-from mergeflow.routing.served import Preprocess, SwappableEncoder
+from mergeflow.routing.served import InputTransform, SwappableEncoder
 from mergeflow.seeding import torch_generator
 from tasks._artifacts import load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
 from tasks._routing_inputs import load_encoder, load_heads
 
 
-def unlabelled_pools(params: Params, preprocess: Preprocess, fraction: float, seed: int) -> list[torch.Tensor]:
+def unlabelled_pools(params: Params, preprocess: InputTransform, fraction: float, seed: int) -> list[torch.Tensor]:
     """Per task, preprocessed test inputs the batches are drawn from: the first ceil(fraction * n) of a seeded
     permutation (labels are never read: adaptation is unsupervised)."""
     pools = []

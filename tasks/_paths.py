@@ -21,6 +21,11 @@ def split_path(task: str, split: str) -> Path:
     return ARTIFACTS / "data" / task / f"{split}.parquet"
 
 
+def tokens_path(task: str, split: str) -> Path:
+    """A text split's token ids and labels (text suites only; the Parquet beside it keeps the sentences)."""
+    return ARTIFACTS / "data" / task / f"{split}.tokens.safetensors"
+
+
 def head_path(task: str) -> Path:
     return HEADS / f"{task}.safetensors"
 

@@ -21,7 +21,7 @@ from mergeflow.params import Params
 from mergeflow.routing.calibration import calibration_rows
 from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import fit_router
-from mergeflow.routing.served import Preprocess
+from mergeflow.routing.served import InputTransform
 from mergeflow.routing.twin import shared_and_exclusive, train_twin_router
 from mergeflow.selection import describe, select_per_task
 from tasks._artifacts import load_split_tensors
@@ -44,12 +44,12 @@ def _drawn_images(tasks: list[str], split: str, samples: int, seed: int) -> list
     return [images for images, _ in _drawn(tasks, split, samples, seed)]
 
 
-def _embed(encoder: MixedEncoder, preprocess: Preprocess, coefficients: torch.Tensor, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _embed(encoder: MixedEncoder, preprocess: InputTransform, coefficients: torch.Tensor, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Features of ``images`` through the encoder with one coefficient row for every input."""
     return extract_features(lambda batch: encoder(preprocess(batch), coefficients.expand(len(batch), -1)), images, batch_size)
 
 
-def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: Preprocess) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: InputTransform) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tr, tasks, batch = params.lora.tr, params.suite.tasks, params.lora.batch_size
     encoder = MixedEncoder(module, bank)
     zeros = torch.zeros(1, bank.size)
@@ -82,7 +82,7 @@ def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, pre
                      "samples": tr.samples, "val_samples": tr.val_samples, "grid": grid_scores}
 
 
-def _calibrate_twin(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: Preprocess) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _calibrate_twin(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: InputTransform) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     twin, tasks, batch = params.lora.twin, params.suite.tasks, params.lora.batch_size
     shared, exclusive = shared_and_exclusive(bank, twin.shared_scale, twin.density)
     base = {key: value + shared.get(key, 0.0) for key, value in module.state_dict().items()}
@@ -98,7 +98,7 @@ def _calibrate_twin(params: Params, bank: FactorBank, module: torch.nn.Module, p
     return {f"router/{key}": value for key, value in trained.state.items()}, settings
 
 
-def _calibrate_mad(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: Preprocess) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _calibrate_mad(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: InputTransform) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     mad, tasks = params.lora.mad, params.suite.tasks
     encoder = MixedEncoder(module, bank)
     average = torch.full((1, bank.size), 1.0 / bank.size)

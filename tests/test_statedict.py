@@ -97,3 +97,19 @@ def test_unpack_bits_as_float_equals_the_bool_mask() -> None:
         mask = torch.rand(shape, generator=generator) < 0.4
         packed = pack_bits(mask)
         assert torch.equal(unpack_bits_as(packed, shape, torch.float32), unpack_bits(packed, shape).to(torch.float32))
+
+
+def test_saved_files_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    """safetensors orders metadata by a per-process hash: without the canonical header DVC saw new hashes each run."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from mergeflow.statedict.io import save_tensors; save_tensors(sys.argv[1], "
+            "{'w': torch.ones(3), 'b': torch.arange(4)}, metadata={'task': 't', 'classes': 'a|b', 'kind': 'k', 'z': '1'})")
+    digests = set()
+    for index in range(3):
+        path = tmp_path / f"{index}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+        digests.add(hashlib.md5(path.read_bytes()).hexdigest())
+    assert len(digests) == 1

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mergeflow.data.suites import suite_tasks
+from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.errors import MergeflowError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -34,7 +34,8 @@ class SuiteParams(_Section):
 
     name: str
     tasks: list[str] = Field(min_length=1)
-    image_size: Annotated[int, Field(ge=8, le=512)]
+    image_size: Annotated[int, Field(ge=8, le=512)] | None  # vision suites: pixels per side; null for text
+    max_tokens: Annotated[int, Field(ge=2, le=512)] | None  # text suites: tokens per input; null for vision
     samples: SplitSizes
     seed: NonNegativeInt
 
@@ -351,6 +352,9 @@ class Params(_Section):
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
         known = suite_tasks(self.suite.name)
+        sized = "max_tokens" if suite_kind(self.suite.name) == "text" else "image_size"
+        if getattr(self.suite, sized) is None:
+            raise ValueError(f"suite.{sized}: required for the {suite_kind(self.suite.name)} suite {self.suite.name!r}")
         for task in self.suite.tasks:
             if task not in known:
                 raise ValueError(f"suite.tasks: unknown task {task!r} for suite {self.suite.name!r}; known: {', '.join(known)}")

@@ -22,11 +22,17 @@ def is_tsv_iso_matrix(key: str, tensor: torch.Tensor) -> bool:
     return tensor.ndim == 2 and "text_projection" not in key
 
 
+# BERT-style encoders name their attention and MLP blocks ``attention.*`` and ``intermediate.dense`` / ``output.dense``
+BERT_BLOCKS = ("attention.", "intermediate.dense", "output.dense")
+
+
 def is_cart_matrix(key: str, tensor: torch.Tensor) -> bool:
     """CART and AdaRank: the name contains ``attn`` or ``mlp`` and neither ``ln`` nor ``bias`` (plain substring
-    tests, as the authors write them). We also require 2-D, since nothing else can be decomposed; for open_clip
-    ViTs the name rule alone already selects only 2-D tensors."""
-    return tensor.ndim == 2 and ("attn" in key or "mlp" in key) and not ("ln" in key or "bias" in key)
+    tests, as the authors write them for open_clip ViTs); the same blocks of BERT-style text encoders are named
+    ``attention.*``, ``intermediate.dense`` and ``output.dense`` (their LayerNorms and embeddings stay out). We also
+    require 2-D, since nothing else can be decomposed."""
+    block = "attn" in key or "mlp" in key or any(part in key for part in BERT_BLOCKS)
+    return tensor.ndim == 2 and block and not ("ln" in key or "bias" in key or "LayerNorm" in key)
 
 
 def excluding(predicate: KeyPredicate, *substrings: str) -> KeyPredicate:

@@ -42,6 +42,17 @@ class Preprocess:
         return preprocess_images(images, self.image_size, self.mean, self.std)
 
 
+@dataclass(frozen=True)
+class TokenIds:
+    """Text encoders take the stored (N, L) token ids as they are: the text twin of ``Preprocess``."""
+
+    def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return token_ids
+
+
+InputTransform = Preprocess | TokenIds
+
+
 def tensor_bytes(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> int:
     """Bytes of tensor data (what a weights dict or a list of heads costs in memory)."""
     values = tensors.values() if isinstance(tensors, Mapping) else tensors
@@ -79,7 +90,7 @@ class RoutedClassifier:
         heads: Sequence[torch.Tensor],
         tasks: Sequence[str],
         router: Router | None,
-        preprocess: Preprocess,
+        preprocess: InputTransform,
         *,
         normalize_features: bool = False,
     ) -> None:
@@ -126,7 +137,7 @@ class StaticClassifier:
     """The task-unknown baseline: one merged model for every input, each input scored with its own task's head
     (the convention of merging benchmarks' static rows); the encoder runs once per batch."""
 
-    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: Preprocess) -> None:
+    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: InputTransform) -> None:
         self.encoder = SwappableEncoder(encoder)
         self.weights = dict(weights)
         self.heads = list(heads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -19,11 +20,29 @@ def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
             raise MergeflowError(f"{where}: entry {key!r} contains NaN or Inf")
 
 
+def _canonical_header(path: str | os.PathLike[str]) -> None:
+    """Rewrite a safetensors header with sorted keys, in place and at the same length.
+
+    safetensors stores the metadata in a hash map whose order changes from process to process, so the same tensors
+    and metadata gave different bytes on every run, and DVC saw a changed output (and reran everything downstream).
+    The header's content, its length and every data offset stay the same; only the order of its JSON keys is fixed.
+    """
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        text = json.dumps(header, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        if len(text) > size:  # never expected: the same JSON, reordered, is as long; leave the file as written
+            return
+        handle.seek(8)
+        handle.write(text + b" " * (size - len(text)))
+
+
 def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save a flat dict of tensors as safetensors (atomically, after a NaN/Inf check)."""
+    """Save a flat dict of tensors as safetensors (atomically, after a NaN/Inf check), byte-identical across runs."""
     check_finite(tensors, str(path))
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        _canonical_header(tmp)
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
