@@ -1,4 +1,5 @@
-"""Stage heads: one frozen zero-shot head per task from class-name prompts, shared by every method."""
+"""Stage heads: one frozen head per task, shared by every method: zero-shot from class-name prompts through the
+CLIP text tower (vision suites), or class prototypes of the pretrained encoder (text suites)."""
 
 from __future__ import annotations
 
