@@ -22,7 +22,7 @@ from mergeflow.routing.calibration import calibration_rows
 from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import fit_router
 from mergeflow.routing.served import InputTransform
-from mergeflow.routing.twin import shared_and_exclusive, train_twin_router
+from mergeflow.routing.twin import train_twin_router, twin_encoder
 from mergeflow.selection import describe, select_per_task
 from tasks._artifacts import load_split_tensors
 from tasks._lora_inputs import load_lora_bank, save_policy
@@ -84,9 +84,7 @@ def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, pre
 
 def _calibrate_twin(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: InputTransform) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     twin, tasks, batch = params.lora.twin, params.suite.tasks, params.lora.batch_size
-    shared, exclusive = shared_and_exclusive(bank, twin.shared_scale, twin.density)
-    base = {key: value + shared.get(key, 0.0) for key, value in module.state_dict().items()}
-    encoder = MixedEncoder(module, exclusive, base_weights=base)
+    encoder = twin_encoder(module, bank, twin.shared_scale, twin.density)
     zeros = torch.zeros(1, bank.size)
     train = [_embed(encoder, preprocess, zeros, x, batch) for x in _drawn_images(tasks, "train", twin.samples, twin.seed)]
     val = [_embed(encoder, preprocess, zeros, load_split_tensors(task, "val")[1], batch) for task in tasks]

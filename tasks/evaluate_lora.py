@@ -22,7 +22,7 @@ from mergeflow.routing.routers import Router
 from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
-from mergeflow.routing.twin import load_twin_router, shared_and_exclusive
+from mergeflow.routing.twin import load_twin_router, twin_encoder
 from tasks._lora_inputs import load_lora_bank, load_policy
 from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream
@@ -47,10 +47,9 @@ def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[s
                  module: torch.nn.Module, heads: list[torch.Tensor]) -> tuple[Policy, int]:
     """The method's policy from its calibrate_lora@ file, and the bytes its router holds beyond the encoder."""
     if method == "twin":
-        shared, exclusive = shared_and_exclusive(bank, settings["shared_scale"], settings["density"])
-        base = {key: value + shared.get(key, 0.0) for key, value in module.state_dict().items()}
         router = _prefixed(tensors, "router/")
-        return TwinPolicy(MixedEncoder(module, exclusive, base_weights=base), load_twin_router(router)), tensor_bytes(router)
+        encoder = twin_encoder(module, bank, settings["shared_scale"], settings["density"])
+        return TwinPolicy(encoder, load_twin_router(router)), tensor_bytes(router)
     encoder = MixedEncoder(module, bank)
     if method == "experts":
         return ExpertPolicy(encoder), 0

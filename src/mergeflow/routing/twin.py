@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, LayerFactors
+from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.seeding import seed_everything, torch_generator
 
 
@@ -40,6 +41,13 @@ def shared_and_exclusive(bank: FactorBank, shared_scale: float, density: float) 
         exclusive[name] = LayerFactors(vh[:, :keep, :].float().contiguous(), (u[:, :, :keep] * s[:, None, :keep]).float().contiguous(),
                                        torch.ones(bank.size))
     return shared, FactorBank(bank.names, exclusive)
+
+
+def twin_encoder(encoder: nn.Module, bank: FactorBank, shared_scale: float, density: float) -> MixedEncoder:
+    """The encoder Twin-Merging serves: theta* as its base weights, the exclusive vectors as its mixable experts."""
+    shared, exclusive = shared_and_exclusive(bank, shared_scale, density)
+    base = {key: value + shared.get(key, 0.0) for key, value in encoder.state_dict().items()}
+    return MixedEncoder(encoder, exclusive, base_weights=base)
 
 
 class TwinRouter(nn.Module):
