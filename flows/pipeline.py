@@ -71,6 +71,7 @@ class StageRun:
     host: str = ""
     log: str = ""
     error: str = ""
+    threads: int = 0  # OMP/MKL threads the stage was given; 0: the environment's, untouched
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -117,7 +118,8 @@ def _stream(cmd: list[str], cwd: Path, env: dict[str, str], log_file: Any, logge
 
 # DVC decides what is up to date: Prefect's own result caching stays off.
 @task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)
-def run_stage(stage: str, root: str, log_dir: str, exchange: bool = False, gpu: str | None = None) -> dict[str, Any]:
+def run_stage(stage: str, root: str, log_dir: str, exchange: bool = False, gpu: str | None = None,
+              threads: int | None = None) -> dict[str, Any]:
     """Reproduce one DVC stage with the dvc CLI and report what DVC did.
 
     With ``exchange`` the stage runs in this machine's clone (``$MERGEFLOW_CLONE``, else ``root``): ``dvc repro
@@ -139,13 +141,16 @@ def run_stage(stage: str, root: str, log_dir: str, exchange: bool = False, gpu: 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     log_path = _log_path(clone, log_dir, stage)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     output = ""
     with log_path.open("w" if attempt == 1 else "a") as log_file:
         log_file.write(f"=== {stage}: attempt {attempt} on {socket.gethostname()} in {clone}"
-                       f"{f' (GPU {gpu})' if gpu is not None else ''} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                       f"{f' (GPU {gpu})' if gpu is not None else ''}{f' with {threads} threads' if threads else ''}"
+                       f" at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         for cmd in commands:
             returncode, text = _stream(cmd, clone, env, log_file, logger, stage)
             output += text
@@ -156,7 +161,8 @@ def run_stage(stage: str, root: str, log_dir: str, exchange: bool = False, gpu: 
     finished = time.time()
     logger.info("%s: %s in %.1f s", stage, _outcome(stage, output), finished - started)
     return asdict(StageRun(stage=stage, outcome=_outcome(stage, output), attempts=attempt, seconds=finished - started,
-                           started=started, finished=finished, host=socket.gethostname(), log=str(log_path)))
+                           started=started, finished=finished, host=socket.gethostname(), log=str(log_path),
+                           threads=threads or 0))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -178,6 +184,17 @@ def default_gpus() -> list[str]:
     return []
 
 
+def stage_threads(cores: int, max_concurrent: int) -> int:
+    """Intra-op threads of every stage when up to ``max_concurrent`` stages share ``cores``: an even share, at least 1.
+
+    Why: torch gives each process a thread per core, so two stages side by side oversubscribe the CPUs (stages
+    slowed down 10-28x on 2 CPUs). The share depends on the limit only, never on what happens to run at the moment:
+    torch's results depend on the thread count (the default pipeline at 1 thread and at 2 differs in 109 of 121
+    output hashes), so a count that varied with timing would make the same run give different bits.
+    """
+    return max(1, cores // max(1, max_concurrent))
+
+
 def _task_runner(max_concurrent: int, dask_address: str | None):  # type: ignore[no-untyped-def]
     if dask_address:
         from prefect_dask import DaskTaskRunner
@@ -189,11 +206,13 @@ def _task_runner(max_concurrent: int, dask_address: str | None):  # type: ignore
 
 
 def _dispatch(the_plan: Plan, runner: Any, *, max_concurrent: int, retries: int, retry_delay_seconds: float,
-              keep_going: bool, exchange: bool, log_dir: str, gpus: Sequence[str], logger: Any) -> list[StageRun]:
+              keep_going: bool, exchange: bool, log_dir: str, gpus: Sequence[str], logger: Any,
+              threads_per_stage: int | None = None) -> list[StageRun]:
     """Submit each planned stage once its upstream stages succeeded, never more than ``max_concurrent`` at once.
 
     Submitting only ready stages (rather than everything with ``wait_for``) keeps a thread or Dask slot from
-    being held by a task that is only waiting, and makes the concurrency limit exact.
+    being held by a task that is only waiting, and makes the concurrency limit exact. Every stage gets
+    ``threads_per_stage`` threads (None: the environment's setting).
     """
     from prefect.futures import as_completed
 
@@ -224,7 +243,7 @@ def _dispatch(the_plan: Plan, runner: Any, *, max_concurrent: int, retries: int,
             future = runner.submit(
                 configured,
                 parameters={"stage": stage, "root": str(the_plan.root), "log_dir": log_dir,
-                            "exchange": exchange, "gpu": gpu},
+                            "exchange": exchange, "gpu": gpu, "threads": threads_per_stage},
                 wait_for=[futures[u] for u in upstream],  # already finished: recorded as edges in Prefect's UI
             )
             futures[stage] = future
@@ -273,11 +292,11 @@ def _markdown(summary: dict[str, Any]) -> str:
              f"{len(summary['stages'])} of {summary['considered']} stages planned "
              f"(changed according to DVC: {', '.join(summary['changed']) or 'none'}); "
              f"wall time {summary['seconds']:.1f} s, at most {summary['max_concurrent']} at a time.", "",
-             "| stage | outcome | attempts | seconds | host |", "|---|---|---|---|---|"]
+             "| stage | outcome | attempts | seconds | threads | host |", "|---|---|---|---|---|---|"]
     for row in summary["stages"]:
         note = f" ({row['error']})" if row["error"] else ""
         lines.append(f"| `{row['stage']}` | {row['outcome']}{note} | {row['attempts']} | {row['seconds']:.1f} "
-                     f"| {row['host']} |")
+                     f"| {row['threads'] or 'env'} | {row['host']} |")
     csv_path = Path(summary["root"]) / RESULTS_CSV
     if csv_path.exists():
         with csv_path.open(newline="") as handle:
@@ -303,8 +322,14 @@ def pipeline_flow(
     dask_address: str | None = None,
     log_dir: str = DEFAULT_LOG_DIR,
     gpus: list[str] | None = None,
+    threads_per_stage: int | None = None,
 ) -> dict[str, Any] | State:
-    """Reproduce the pipeline (or what ``targets`` need): changed stages and their descendants, concurrently."""
+    """Reproduce the pipeline (or what ``targets`` need): changed stages and their descendants, concurrently.
+
+    Threads: ``threads_per_stage`` for every stage when given; else, with several stages at once on this machine's
+    thread pool and no ``OMP_NUM_THREADS`` set, this machine's cores divided by the limit; else the environment's
+    (one stage at a time then runs exactly as under ``dvc repro``).
+    """
     from prefect.artifacts import create_markdown_artifact
 
     logger = get_run_logger()
@@ -312,6 +337,8 @@ def pipeline_flow(
     targets = list(targets or [])
     local_gpus = [] if dask_address else list(default_gpus() if gpus is None else gpus)
     limit = max_concurrent or max(len(local_gpus), 1)
+    if threads_per_stage is None and limit > 1 and not dask_address and "OMP_NUM_THREADS" not in os.environ:
+        threads_per_stage = stage_threads(len(os.sched_getaffinity(0)), limit)
     the_plan = plan(Path(root), targets, allow_missing=exchange)
     logger.info("DVC reports %d changed of %d stages; running %d (with their descendants): %s",
                 len(the_plan.changed), the_plan.considered, len(the_plan.order), ", ".join(the_plan.order) or "none")
@@ -320,7 +347,8 @@ def pipeline_flow(
         with _task_runner(limit, dask_address) as runner:
             rows = _dispatch(the_plan, runner, max_concurrent=limit, retries=retries,
                              retry_delay_seconds=retry_delay_seconds, keep_going=keep_going, exchange=exchange,
-                             log_dir=log_dir, gpus=local_gpus, logger=logger)
+                             log_dir=log_dir, gpus=local_gpus, logger=logger,
+                             threads_per_stage=threads_per_stage)
     failed = [r.stage for r in rows if r.outcome == "failed"]
     collect_error = ""
     if exchange and not failed and not the_plan.empty:
@@ -368,6 +396,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-j", "--max-concurrent", type=int, default=None,
                         help="stages running at once (default: the number of visible GPUs, at least 1; "
                              "each concurrent stage gets its own CUDA_VISIBLE_DEVICES when GPUs are visible)")
+    parser.add_argument("--threads-per-stage", type=int, default=None, metavar="N",
+                        help="OMP/MKL threads of every stage (default: with -j above 1, OMP_NUM_THREADS unset and no "
+                             "Dask, this machine's cores divided by --max-concurrent, at least 1, so -j 2 on 2 CPUs "
+                             "gives 1 thread per stage; otherwise the environment's, as under dvc repro). Fixed for "
+                             "the whole run: torch's results depend on the thread count")
     parser.add_argument("--retries", type=int, default=1,
                         help="retries of a failed stage before the run fails (default: 1)")
     parser.add_argument("--retry-delay", type=float, default=10.0, help="seconds between retries (default: 10)")
@@ -389,10 +422,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     width = max([len(r["stage"]) for r in rows] + [5])
-    print(f"{'stage':<{width}}  {'outcome':<24} attempts  seconds")
+    print(f"{'stage':<{width}}  {'outcome':<24} attempts  seconds  threads")
     for r in rows:
-        print(f"{r['stage']:<{width}}  {r['outcome']:<24} {r['attempts']:>8}  {r['seconds']:>7.1f}"
-              + (f"  {r['error']}" if r["error"] else ""))
+        print(f"{r['stage']:<{width}}  {r['outcome']:<24} {r['attempts']:>8}  {r['seconds']:>7.1f}  "
+              f"{r.get('threads') or 'env':>7}" + (f"  {r['error']}" if r["error"] else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--max-concurrent must be at least 1")
     if args.retries < 0:
         parser.error("--retries must be 0 or more")
+    if args.threads_per_stage is not None and args.threads_per_stage < 1:
+        parser.error("--threads-per-stage must be at least 1")
     try:
         root = find_root(Path(args.repo).resolve())
         the_plan = plan(root, args.targets, allow_missing=args.exchange)
@@ -420,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     state = pipeline_flow(root=str(root), targets=list(args.targets), max_concurrent=args.max_concurrent,
                  retries=args.retries, retry_delay_seconds=args.retry_delay, keep_going=args.keep_going,
-                 exchange=args.exchange, dask_address=args.dask_address, log_dir=args.log_dir, return_state=True)
+                 exchange=args.exchange, dask_address=args.dask_address, log_dir=args.log_dir,
+                 threads_per_stage=args.threads_per_stage, return_state=True)
     outcome = state.result(raise_on_failure=False)
     summary = outcome.summary if isinstance(outcome, PipelineFailed) else outcome
     if isinstance(summary, dict):

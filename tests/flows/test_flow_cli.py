@@ -42,7 +42,8 @@ def test_help_explains_the_options(root: Path) -> None:
     for cmd in (["-m", "flows.pipeline"], ["flows/pipeline.py"]):
         proc = run([sys.executable, *cmd, "--help"], root, check=False)
         assert proc.returncode == 0, proc.stderr
-        for option in ("--max-concurrent", "--retries", "--dask-address", "--exchange", "--keep-going", "TARGET"):
+        for option in ("--max-concurrent", "--retries", "--dask-address", "--exchange", "--keep-going",
+                       "--threads-per-stage", "TARGET"):
             assert option in proc.stdout
         assert "dvc --wait-for-lock repro" in proc.stdout
 
