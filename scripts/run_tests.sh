@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test job: set up what is missing, then run the test suite (extra arguments go to pytest).
+# One pytest-xdist worker per core (at most 4), whole files per worker (tests in a file share fixtures and run in
+# order); MERGEFLOW_TEST_WORKERS=0 runs everything in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest "$@"
+cores=$(nproc 2>/dev/null || echo 2)
+workers=${MERGEFLOW_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@"

@@ -1,4 +1,6 @@
-"""Shared fixtures: the repository root, and quiet offline settings for every test."""
+"""Shared fixtures: the repository root, and quiet offline settings for every test. Under pytest-xdist
+(scripts/run_tests.sh runs one worker per core) each worker gets its share of the cores, and the slowest files are
+handed out first so that the workers finish together."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Cold runs of the real pipeline on the smoke profiles: minutes each, so they start first (in this order) and the
+# short tests fill the other workers meanwhile. Then every other file with `pipeline` tests, then the rest.
+SLOWEST_FIRST = ("tests/test_pipeline.py", "tests/text/test_text_pipeline.py")
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +30,20 @@ def root() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:  # read by torch when the test modules import it, after this hook
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+        os.environ.setdefault("MKL_NUM_THREADS", threads)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    if path in SLOWEST_FIRST:
+        return SLOWEST_FIRST.index(path)
+    return len(SLOWEST_FIRST) + (0 if item.get_closest_marker("pipeline") else 1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slowest files first (a stable sort: the order of tests within a file, which some rely on, is kept)."""
+    items.sort(key=_start_rank)
