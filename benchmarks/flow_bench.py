@@ -20,6 +20,8 @@ Examples::
     python benchmarks/flow_bench.py --threads-per-stage 1                    # OMP/MKL threads of every stage
     python benchmarks/flow_bench.py --params params.yaml --flow-threads 1    # one thread per stage in the flow
     python benchmarks/flow_bench.py --params params.yaml --modes flow        # the flow only (e.g. after a change)
+    python benchmarks/flow_bench.py --modes flow --history DIR/flow/.dvc/tmp/flow_logs/stage_seconds.json
+                                        # the flow's start order from an earlier run's stage times (flows/priority.py)
 
 Threads: `dvc repro` stages use torch's default (every core) unless --threads-per-stage is given; the flow shares
 the cores among the stages running at once (its default) unless --flow-threads or --threads-per-stage is given.
@@ -42,6 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+from flows.pipeline import DEFAULT_LOG_DIR  # noqa: E402  (after the path set-up above)
+from flows.priority import DURATIONS_FILE  # noqa: E402
 
 
 def _copy(dest: Path, params: Path) -> Path:
@@ -120,6 +125,9 @@ def main() -> None:
                              "flow's own, the cores shared among the stages running at once)")
     parser.add_argument("--modes", nargs="+", choices=("repro", "flow"), default=["repro", "flow"],
                         help="which modes to time (default: both)")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="stage_seconds.json of an earlier flow run, put in the flow copy before its cold run, so "
+                             "that longest-chain-first ordering has durations (default: none, DVC's order)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies and logs")
     args = parser.parse_args()
@@ -144,6 +152,9 @@ def main() -> None:
                          len(re.findall(r"Running stage '", again))))
         if "flow" in args.modes:
             flow = _copy(work / "flow", args.params)
+            if args.history:
+                (flow / DEFAULT_LOG_DIR).mkdir(parents=True, exist_ok=True)
+                shutil.copy(args.history, flow / DEFAULT_LOG_DIR / DURATIONS_FILE)
             env = _env(flow, None, api_url)
             threads = ["--threads-per-stage", str(flow_threads)] if flow_threads else []
             cmd = [sys.executable, "-m", "flows.pipeline", "--repo", str(flow), "-j", str(args.max_concurrent),
@@ -160,7 +171,7 @@ def main() -> None:
 
     print(f"{args.params.name}, targets: {' '.join(args.targets) or 'all'}, {os.cpu_count()} CPUs, "
           f"threads per stage: {args.threads_per_stage or 'torch default'} in dvc repro, "
-          f"{flow_threads or 'cores shared among running stages'} in the flow")
+          f"{flow_threads or 'the flow default (cores / -j)'} in the flow")
     print(f"{'mode':<12} {'stages run':>10} {'cold wall s':>12} {'no-op wall s':>13} {'no-op stages':>13}")
     for mode, stages, cold, noop, noop_stages in rows:
         print(f"{mode:<12} {stages:>10} {cold:>12.1f} {noop:>13.1f} {noop_stages:>13}")

@@ -3,7 +3,8 @@
 Why a flow at all, when ``dvc repro`` exists: DVC runs stages one at a time and has no scheduler, retries or UI.
 The flow reads the stage graph from DVC (``flows/dvc_graph.py``: no second copy of ``dvc.yaml``), asks DVC which
 stages changed, adds their descendants, and runs each one as ``dvc --wait-for-lock repro --single-item STAGE``
-as soon as its upstream stages have finished, at most ``--max-concurrent`` at a time. DVC's repository lock is
+as soon as its upstream stages have finished, at most ``--max-concurrent`` at a time (the longest chain of recorded
+stage times first: ``flows/priority.py``). DVC's repository lock is
 released while a stage's command runs, so concurrent stages only queue for the short lock-held moments
 (collecting, hashing, writing ``dvc.lock``) and ``dvc.lock`` stays consistent.
 
@@ -32,9 +33,11 @@ from prefect.states import Failed, State
 
 try:
     from flows.dvc_graph import Plan, PlanError, find_root, plan
+    from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
 except ImportError:  # loaded by file path (`python flows/pipeline.py`, a Prefect entrypoint) from elsewhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from flows.dvc_graph import Plan, PlanError, find_root, plan
+    from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
 
 DEFAULT_LOG_DIR = ".dvc/tmp/flow_logs"  # inside .dvc/tmp: ignored by git and by DVC, kept between runs
 CLONE_ENV = "MERGEFLOW_CLONE"  # on a remote worker: the path of that machine's clone of the repository
@@ -79,9 +82,12 @@ class StageRun:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _log_folder(clone: Path, log_dir: str) -> Path:
+    return Path(log_dir) if Path(log_dir).is_absolute() else clone / log_dir
+
+
 def _log_path(clone: Path, log_dir: str, stage: str) -> Path:
-    folder = Path(log_dir) if Path(log_dir).is_absolute() else clone / log_dir
-    return folder / (re.sub(r"[^A-Za-z0-9@._-]+", "_", stage) + ".log")
+    return _log_folder(clone, log_dir) / (re.sub(r"[^A-Za-z0-9@._-]+", "_", stage) + ".log")
 
 
 def _outcome(stage: str, output: str) -> str:
@@ -207,12 +213,13 @@ def _task_runner(max_concurrent: int, dask_address: str | None):  # type: ignore
 
 def _dispatch(the_plan: Plan, runner: Any, *, max_concurrent: int, retries: int, retry_delay_seconds: float,
               keep_going: bool, exchange: bool, log_dir: str, gpus: Sequence[str], logger: Any,
-              threads_per_stage: int | None = None) -> list[StageRun]:
+              threads_per_stage: int | None = None, priority: dict[str, float] | None = None) -> list[StageRun]:
     """Submit each planned stage once its upstream stages succeeded, never more than ``max_concurrent`` at once.
 
     Submitting only ready stages (rather than everything with ``wait_for``) keeps a thread or Dask slot from
-    being held by a task that is only waiting, and makes the concurrency limit exact. Every stage gets
-    ``threads_per_stage`` threads (None: the environment's setting).
+    being held by a task that is only waiting, and makes the concurrency limit exact. Among ready stages, the
+    highest ``priority`` starts first (ties: DVC's order). Every stage gets ``threads_per_stage`` threads (None: the
+    environment's setting).
     """
     from prefect.futures import as_completed
 
@@ -223,8 +230,9 @@ def _dispatch(the_plan: Plan, runner: Any, *, max_concurrent: int, retries: int,
     submitted: dict[str, float] = {}
     free_gpus = list(gpus)
     stop = False
+    rank = priority or {}
     while pending or running:
-        for stage in list(pending):
+        for stage in sorted(pending, key=lambda s: -rank.get(s, 0.0)):  # stable: ties keep DVC's order
             if stop or len(running) >= max_concurrent:
                 break
             upstream = the_plan.upstream[stage]
@@ -343,12 +351,18 @@ def pipeline_flow(
     logger.info("DVC reports %d changed of %d stages; running %d (with their descendants): %s",
                 len(the_plan.changed), the_plan.considered, len(the_plan.order), ", ".join(the_plan.order) or "none")
     rows: list[StageRun] = []
+    durations_path = _log_folder(the_plan.root, log_dir) / DURATIONS_FILE
+    durations, warning = load_durations(durations_path)
+    if warning:
+        logger.warning(warning)
     if not the_plan.empty:
         with _task_runner(limit, dask_address) as runner:
             rows = _dispatch(the_plan, runner, max_concurrent=limit, retries=retries,
                              retry_delay_seconds=retry_delay_seconds, keep_going=keep_going, exchange=exchange,
                              log_dir=log_dir, gpus=local_gpus, logger=logger,
-                             threads_per_stage=threads_per_stage)
+                             threads_per_stage=threads_per_stage,
+                             priority=path_lengths(the_plan.order, the_plan.upstream, durations))
+        save_durations(durations_path, durations, {r.stage: r.seconds for r in rows if r.outcome == "ran"})
     failed = [r.stage for r in rows if r.outcome == "failed"]
     collect_error = ""
     if exchange and not failed and not the_plan.empty:
@@ -415,7 +429,8 @@ def _parser() -> argparse.ArgumentParser:
                              "STAGE`; at the end this clone collects everything with `dvc repro --pull`")
     parser.add_argument("--log-dir", default=DEFAULT_LOG_DIR,
                         help=f"per-stage logs, <stage>.log (default: {DEFAULT_LOG_DIR}, inside the clone that "
-                             "ran the stage)")
+                             f"ran the stage), and {DURATIONS_FILE}, the stage times that decide which ready stage "
+                             "starts first")
     parser.add_argument("--dry", action="store_true", help="print the plan (what would be submitted) and exit")
     return parser
 
