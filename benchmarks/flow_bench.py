@@ -23,8 +23,8 @@ Examples::
     python benchmarks/flow_bench.py --modes flow --history DIR/flow/.dvc/tmp/flow_logs/stage_seconds.json
                                         # the flow's start order from an earlier run's stage times (flows/priority.py)
 
-Threads: `dvc repro` stages use torch's default (every core) unless --threads-per-stage is given; the flow shares
-the cores among the stages running at once (its default) unless --flow-threads or --threads-per-stage is given.
+Threads: `dvc repro` stages use torch's default (every core) unless --threads-per-stage is given; the flow gives
+every stage the cores divided by -j (its default) unless --flow-threads or --threads-per-stage is given.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
                         help="OMP_NUM_THREADS/MKL_NUM_THREADS of every stage in both modes (default: unset)")
     parser.add_argument("--flow-threads", type=int, default=None,
                         help="the flow's --threads-per-stage, overriding --threads-per-stage there (default: the "
-                             "flow's own, the cores shared among the stages running at once)")
+                             "flow's own, the cores divided by -j)")
     parser.add_argument("--modes", nargs="+", choices=("repro", "flow"), default=["repro", "flow"],
                         help="which modes to time (default: both)")
     parser.add_argument("--history", type=Path, default=None,

@@ -190,6 +190,11 @@ def default_gpus() -> list[str]:
     return []
 
 
+def local_cores() -> int:
+    """CPUs this process may use (its affinity mask where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def stage_threads(cores: int, max_concurrent: int) -> int:
     """Intra-op threads of every stage when up to ``max_concurrent`` stages share ``cores``: an even share, at least 1.
 
@@ -346,8 +351,7 @@ def pipeline_flow(
     local_gpus = [] if dask_address else list(default_gpus() if gpus is None else gpus)
     limit = max_concurrent or max(len(local_gpus), 1)
     if threads_per_stage is None and limit > 1 and not dask_address and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads_per_stage = stage_threads(cores, limit)
+        threads_per_stage = stage_threads(local_cores(), limit)
     the_plan = plan(Path(root), targets, allow_missing=exchange)
     logger.info("DVC reports %d changed of %d stages; running %d (with their descendants): %s",
                 len(the_plan.changed), the_plan.considered, len(the_plan.order), ", ".join(the_plan.order) or "none")

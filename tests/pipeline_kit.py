@@ -16,6 +16,8 @@ VENV_BIN = Path(sys.executable).parent
 # One intra-op thread per stage: reductions then do not depend on how busy the machine is, and two concurrent stages
 # use one core each on a 2-core machine.
 STAGE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+GIT = ["git", "-c", "user.name=mergeflow-tests", "-c", "user.email=tests@mergeflow.invalid",
+       "-c", "init.defaultBranch=main"]
 
 
 def project_env(project: Path, **extra: str) -> dict[str, str]:

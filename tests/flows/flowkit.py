@@ -13,10 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline_kit import STAGE_ENV, copy_project, dvc, project_env, run
-
-GIT = ["git", "-c", "user.name=mergeflow-tests", "-c", "user.email=tests@mergeflow.invalid",
-       "-c", "init.defaultBranch=main"]
+from pipeline_kit import GIT, STAGE_ENV, copy_project, dvc, project_env, run
 
 
 def use_project(project: Path, monkeypatch: Any) -> Path:

@@ -4,7 +4,6 @@ the environment's setting, and --threads-per-stage fixes the number over the env
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +12,7 @@ import pytest
 from flowkit import run_flow, toy_project
 from pipeline_kit import project_env, run
 
-from flows.pipeline import stage_threads
+from flows.pipeline import local_cores, stage_threads
 
 pytestmark = pytest.mark.pipeline
 
@@ -50,7 +49,7 @@ def test_every_stage_gets_the_same_share_even_when_it_runs_alone(
     flows_pipeline: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # an explicit setting would win over the share
-    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    share = max(1, local_cores() // 2)
     toy = toy_project(tmp_path / "fork-join", stages=FORK_JOIN)
     state, summary = run_flow(flows_pipeline, toy, max_concurrent=2)
     assert state.is_completed()
