@@ -1,7 +1,10 @@
-"""Per-task hyperparameter selection on validation data (TALL's lambda, reference/methods.md §5).
+"""Hyperparameter selection on validation data (reference/methods.md §5): a ``<name>_grid`` in a method's block.
 
-The scoring is a callable, so the selection logic is testable without files or models; stages pass one that
-evaluates a candidate on the task's validation split. Test data never reaches this module.
+TALL's lambda is chosen per task (its masks are per task, as the authors select it); every other grid is chosen once
+for all tasks, the value with the highest *average* validation score over the tasks (the papers' practice for the
+TA/TIES/TSV-M/Iso/CART scale and Consensus' lambda). Ties go to the earlier grid value. The scoring is a callable, so
+the selection logic is testable without files or models; stages pass one that evaluates a candidate on the task's
+validation split. Test data never reaches this module.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.registry import Value, get_method, resolve_hyperparameters, run_method
+from mergeflow.merging.scaled import ScaledMerge, exactly_rescalable
 
 V = TypeVar("V", bound=Hashable)
 
-# Hyperparameters a method accepts as {task: value}, so params.yaml may give a ``<name>_grid`` to choose per task.
-# Only TALL's lambda: its masks are per task, and the authors select lambda per task on validation.
+# Hyperparameters a method accepts as {task: value}, so their ``<name>_grid`` is chosen per task. Only TALL's lambda:
+# its masks are per task, and the authors select lambda per task on validation. Any other grid is one shared value.
 PER_TASK_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {"tall_ta": ("lam",), "tall_ties": ("lam",)}
 GRID_SUFFIX = "_grid"
 
@@ -31,12 +35,23 @@ class Selection(Generic[V]):
     scores: dict[str, dict[V, float]]
 
 
-def select_per_task(tasks: Sequence[str], grid: Sequence[V], score: Callable[[str, V], float]) -> Selection[V]:
-    """For each task, the grid value with the highest ``score(task, value)``; ties go to the earlier grid value.
+@dataclass(frozen=True)
+class SharedSelection(Generic[V]):
+    """One value for every task, chosen by the average over tasks of ``scores[task][value]`` (kept for the log)."""
 
-    The grid is the outer loop, so a scorer that builds one candidate per value (e.g. a mask bank) can cache
-    just the current candidate.
-    """
+    chosen: V
+    scores: dict[str, dict[V, float]]
+
+    @property
+    def averages(self) -> dict[V, float]:
+        """The mean score over the tasks of each grid value, in grid order."""
+        values = list(next(iter(self.scores.values())))
+        return {value: sum(scores[value] for scores in self.scores.values()) / len(self.scores) for value in values}
+
+
+def _grid_scores(tasks: Sequence[str], grid: Sequence[V], score: Callable[[str, V], float]) -> dict[str, dict[V, float]]:
+    """``score(task, value)`` for every pair, the grid as the outer loop (a scorer that builds one candidate per
+    value, e.g. a mask bank, can then cache just the current candidate)."""
     if not tasks:
         raise MergeflowError("no tasks to select hyperparameters for")
     if not grid:
@@ -47,12 +62,35 @@ def select_per_task(tasks: Sequence[str], grid: Sequence[V], score: Callable[[st
     for value in grid:
         for task in tasks:
             scores[task][value] = float(score(task, value))
-    chosen = {task: max(grid, key=lambda value, task=task: (scores[task][value], -grid.index(value))) for task in tasks}
-    return Selection(chosen=chosen, scores=scores)
+    return scores
 
 
-def describe(selection: Selection[V], name: str) -> list[str]:
-    """One readable line per task: the chosen value and the validation score of every candidate."""
+def _best(grid: Sequence[V], rating: Callable[[V], float]) -> V:
+    """The grid value with the highest rating; ties go to the earlier value."""
+    return max(grid, key=lambda value: (rating(value), -grid.index(value)))
+
+
+def select_per_task(tasks: Sequence[str], grid: Sequence[V], score: Callable[[str, V], float]) -> Selection[V]:
+    """For each task, the grid value with the highest ``score(task, value)``; ties go to the earlier grid value."""
+    scores = _grid_scores(tasks, grid, score)
+    return Selection(chosen={task: _best(grid, scores[task].__getitem__) for task in tasks}, scores=scores)
+
+
+def select_shared(tasks: Sequence[str], grid: Sequence[V], score: Callable[[str, V], float]) -> SharedSelection[V]:
+    """One grid value for all tasks: the highest mean of ``score(task, value)`` over the tasks; ties to the earlier."""
+    scores = _grid_scores(tasks, grid, score)
+    averages = SharedSelection(chosen=grid[0], scores=scores).averages
+    return SharedSelection(chosen=_best(grid, averages.__getitem__), scores=scores)
+
+
+def describe(selection: Selection[V] | SharedSelection[V], name: str) -> list[str]:
+    """Readable lines: the chosen value(s) and the validation score of every candidate (per task, and the mean)."""
+    if isinstance(selection, SharedSelection):
+        means = ", ".join(f"{value}: {score:.4f}" for value, score in selection.averages.items())
+        lines = [f"{name} = {selection.chosen} for every task (mean validation {means})"]
+        for task, scores in selection.scores.items():
+            lines.append(f"{task}: validation " + ", ".join(f"{value}: {score:.4f}" for value, score in scores.items()))
+        return lines
     lines = []
     for task, chosen in selection.chosen.items():
         candidates = ", ".join(f"{value}: {score:.4f}" for value, score in selection.scores[task].items())
@@ -60,43 +98,81 @@ def describe(selection: Selection[V], name: str) -> list[str]:
     return lines
 
 
-def check_per_task_grids(method: str, grids: Mapping[str, object]) -> None:
-    """Refuse a grid for a hyperparameter the method cannot take per task (it would silently mean one value)."""
-    allowed = PER_TASK_HYPERPARAMETERS.get(method, ())
+def is_per_task(method: str, name: str) -> bool:
+    """Whether ``<name>_grid`` of ``method`` is chosen per task (TALL's lambda) rather than once for all tasks."""
+    return name in PER_TASK_HYPERPARAMETERS.get(method, ())
+
+
+def check_grids(method: str, grids: Mapping[str, object], fixed: Mapping[str, object]) -> None:
+    """Refuse what selection cannot do: a hyperparameter given both as a value and a grid, or two grids at once
+    (their product is not searched)."""
     for name in grids:
-        if name not in allowed:
-            options = ", ".join(f"{m}.{h}{GRID_SUFFIX}" for m, hs in PER_TASK_HYPERPARAMETERS.items() for h in hs)
-            raise MergeflowError(f"{method} takes {name} as one value for every task; per-task grids exist only for {options}")
+        if name in fixed:
+            raise MergeflowError(f"{method}: give {name} or {name}{GRID_SUFFIX}, not both")
+    if len(grids) > 1:
+        raise MergeflowError(f"{method}: one grid at a time, got {', '.join(name + GRID_SUFFIX for name in grids)}")
 
 
-def merge_selecting_per_task(
+Candidate = StateDict | MaskBank
+
+
+def _candidates(method: str, task_vectors: TaskVectors, hyperparameters: Mapping[str, Value], name: str) -> Callable[[Value], Candidate]:
+    """value -> the method's output with ``name`` = value, the latest one cached (the grid is the outer loop).
+
+    A ``scale`` grid of a method with exact scale parts (``MergeMethod.scale_parts``) costs one merge, rescaled per
+    value: identical tensors to rerunning the method, which an SVD method would pay once per value.
+    """
+    spec = get_method(method)
+    rescale = name == "scale" and spec.scale_parts is not None and exactly_rescalable(task_vectors)
+    parts: list[ScaledMerge] = []  # built on first use, after the grid has been checked
+    latest: dict[Value, Candidate] = {}
+
+    def build(value: Value) -> Candidate:
+        resolved = resolve_hyperparameters(method, {**hyperparameters, name: value})
+        if not rescale:
+            return spec.function(task_vectors, **resolved)
+        if not parts:
+            assert spec.scale_parts is not None
+            parts.append(spec.scale_parts(task_vectors, **{key: v for key, v in resolved.items() if key != "scale"}))
+        scale = resolved["scale"]
+        assert isinstance(scale, float)
+        return parts[0].at(scale)
+
+    def candidate(value: Value) -> Candidate:
+        if value not in latest:
+            latest.clear()
+            latest[value] = build(value)
+        return latest[value]
+
+    return candidate
+
+
+def merge_selecting(
     method: str,
     task_vectors: TaskVectors,
     hyperparameters: Mapping[str, Value],
     grids: Mapping[str, Sequence[Value]],
-    score: Callable[[StateDict | MaskBank, str], float],
-) -> tuple[StateDict | MaskBank, dict[str, Selection[Value]]]:
-    """Run ``method``; a hyperparameter given as a grid is chosen per task by ``score(candidate, task)``.
+    score: Callable[[Candidate, str], float],
+) -> tuple[Candidate, dict[str, Selection[Value] | SharedSelection[Value]]]:
+    """Run ``method``; a hyperparameter given as a grid is chosen on validation by ``score(candidate, task)``.
 
-    ``score`` sees the method's output for one grid value and one task (a stage evaluates that task's
-    reconstruction on its validation split). The final result is the method run once with {task: chosen value}.
-    Without grids this is ``run_method`` and ``score`` is never called.
+    ``score`` sees the method's output for one grid value and one task (a stage evaluates that task's model or
+    reconstruction on its validation split). A per-task grid ends with the method run once with {task: chosen
+    value}; a shared grid with the candidate of the chosen value. Without grids this is ``run_method`` and
+    ``score`` is never called.
     """
     if not grids:
         return run_method(method, task_vectors, hyperparameters), {}
-    check_per_task_grids(method, grids)
-    if len(grids) > 1:
-        raise MergeflowError(f"{method}: one per-task grid at a time, got {', '.join(grids)}")
+    check_grids(method, grids, hyperparameters)
     ((name, grid),) = grids.items()
-    current: dict[Value, StateDict | MaskBank] = {}
+    tasks, candidate = list(task_vectors), _candidates(method, task_vectors, hyperparameters, name)
 
     def scored(task: str, value: Value) -> float:
-        if value not in current:
-            current.clear()
-            current[value] = run_method(method, task_vectors, {**hyperparameters, name: value})
-        return score(current[value], task)
+        return score(candidate(value), task)
 
-    selection = select_per_task(list(task_vectors), list(grid), scored)
+    if not is_per_task(method, name):
+        shared = select_shared(tasks, list(grid), scored)
+        return candidate(shared.chosen), {name: shared}
+    selection = select_per_task(tasks, list(grid), scored)
     resolved = resolve_hyperparameters(method, hyperparameters)
-    result = get_method(method).function(task_vectors, **{**resolved, name: selection.chosen})
-    return result, {name: selection}
+    return get_method(method).function(task_vectors, **{**resolved, name: selection.chosen}), {name: selection}

@@ -6,8 +6,9 @@ import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
-from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
-from mergeflow.merging.spectral import spectral_plan, thin_svd
+from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, in_memory
+from mergeflow.merging.scaled import ScaledMerge
+from mergeflow.merging.spectral import spectral_key, spectral_plan, thin_svd
 
 
 def cart_rank(rank: int, fraction: float) -> int:
@@ -35,11 +36,42 @@ def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         average = stack.mean(dim=0)
-        kept = cart_rank(stack.shape[2], rank)
-        if kept == 0:
-            return average
-        left, values, right = thin_svd(stack - average)
-        low_rank = (left[:, :, :kept] * values[:, None, :kept]) @ right[:, :kept, :]
-        return average + scale * low_rank.sum(dim=0)
+        low_rank = _low_rank_sum(stack, average, rank)
+        return average if low_rank is None else average + scale * low_rank
 
     return spectral_plan(is_matrix, merge_matrix, 1.0)
+
+
+def _low_rank_sum(stack: torch.Tensor, average: torch.Tensor, rank: float) -> torch.Tensor | None:
+    """sum_t LR_k(tau_t - average) at one (T, m, n) key, or None when the rank keeps no component."""
+    kept = cart_rank(stack.shape[2], rank)
+    if kept == 0:
+        return None
+    left, values, right = thin_svd(stack - average)
+    return ((left[:, :, :kept] * values[:, None, :kept]) @ right[:, :kept, :]).sum(dim=0)
+
+
+def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix) -> ScaledMerge:
+    """CART as offset (the average) + scale * direction (the low-rank sum), so a scale grid needs one SVD pass.
+
+    Both terms go through ``spectral_key`` exactly as :func:`cart_plan`'s kernel computes them. Non-matrix keys have
+    no direction (the kernel leaves them at the average); a rank keeping nothing gives a zero direction.
+    """
+    rank = check_fraction("rank", rank, allow_zero=True)
+    vectors = InMemoryVectors(task_vectors)
+
+    def average(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
+        return stack.mean(dim=0)
+
+    def direction(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
+        low_rank = _low_rank_sum(stack, stack.mean(dim=0), rank)
+        return torch.zeros_like(stack[0]) if low_rank is None else low_rank
+
+    offsets: StateDict = {}
+    directions: StateDict = {}
+    for key in vectors.keys:
+        tensors = vectors.tensors(key)
+        offsets[key] = spectral_key(key, tensors, is_matrix, average, 1.0)
+        if is_matrix(key, tensors[0]):
+            directions[key] = spectral_key(key, tensors, is_matrix, direction, 1.0)
+    return ScaledMerge(direction=directions, offset=offsets)

@@ -25,7 +25,7 @@ def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredica
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         left, values, right = thin_svd(stack.sum(dim=0))
-        return scale * values.mean() * (left @ right)
+        return scale * (values.mean() * (left @ right))  # scale last: see merging.scaled
 
     return spectral_plan(is_matrix, merge_matrix, scale)
 
@@ -64,7 +64,7 @@ def iso_cts_plan(
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         orthogonal_left, orthogonal_right, flat_value, _, _ = iso_cts_blocks(stack, transposed, num_tasks, common)
-        return scale * flat_value * (orthogonal_left @ orthogonal_right)
+        return scale * (flat_value * (orthogonal_left @ orthogonal_right))  # scale last: see merging.scaled
 
     return spectral_plan(is_matrix, merge_matrix, scale)
 

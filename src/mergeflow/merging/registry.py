@@ -10,7 +10,7 @@ from typing import Literal
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
-from mergeflow.merging.cart import cart, cart_plan
+from mergeflow.merging.cart import cart, cart_parts, cart_plan
 from mergeflow.merging.common import (
     StateDict,
     TaskVectors,
@@ -23,6 +23,7 @@ from mergeflow.merging.common import (
 from mergeflow.merging.emr import emr_merge, emr_plan
 from mergeflow.merging.iso import iso_c, iso_c_plan, iso_cts, iso_cts_plan
 from mergeflow.merging.plan import MergePlan
+from mergeflow.merging.scaled import ScaleParts, linear_parts
 from mergeflow.merging.tall import consensus_ta, consensus_ta_plan, tall_ta, tall_ta_plan, tall_ties, tall_ties_plan
 from mergeflow.merging.ties import AGGREGATES, ties_merge, ties_plan
 from mergeflow.merging.tsv import tsv_m, tsv_m_plan
@@ -75,6 +76,8 @@ class MergeMethod:
     summary: str
     hyperparameters: tuple[HyperParameter, ...] = field(default=())
     plan: Callable[..., MergePlan] | None = None  # (KeyVectors, **hyperparameters): the form the streaming runner uses
+    # (task vectors, **hyperparameters but scale) -> offset + scale * direction: a scale grid then costs one merge
+    scale_parts: ScaleParts | None = None
 
     def defaults(self) -> dict[str, Value]:
         return {parameter.name: parameter.default for parameter in self.hyperparameters}
@@ -109,31 +112,35 @@ METHODS: dict[str, MergeMethod] = {
     for method in (
         MergeMethod("weight_averaging", weight_averaging, "delta", "mean of the experts' weights", plan=weight_averaging_plan),
         MergeMethod("task_arithmetic", task_arithmetic, "delta", "theta_0 + scale * sum of task vectors",
-                    (_scale(0.3, "coefficient of the task-vector sum", _TA_SCALE_GRID),), task_arithmetic_plan),
+                    (_scale(0.3, "coefficient of the task-vector sum", _TA_SCALE_GRID),), task_arithmetic_plan,
+                    linear_parts(task_arithmetic)),
         MergeMethod("ties", ties_merge, "delta", "TIES: trim, elect sign, disjoint merge",
-                    (_keep_fraction(0.2), _aggregate("mean"), _scale(1.0, "coefficient of the TIES vector", _TA_SCALE_GRID)), ties_plan),
+                    (_keep_fraction(0.2), _aggregate("mean"), _scale(1.0, "coefficient of the TIES vector", _TA_SCALE_GRID)), ties_plan,
+                    linear_parts(ties_merge)),
         MergeMethod("tall_ta", tall_ta, "bank", "TALL masks over the task-arithmetic sum", (_LAM,), tall_ta_plan),
         MergeMethod("tall_ties", tall_ties, "bank", "TALL masks over the TIES dis-sum vector",
                     (_LAM, _keep_fraction(0.2), _aggregate("sum")), tall_ties_plan),
         MergeMethod("consensus_ta", consensus_ta, "delta", "TA sum restricted to entries >= min_agreement TALL masks share",
                     (_LAM, HyperParameter("min_agreement", int, 2, "tasks whose TALL mask must keep an entry (>= 0)",
                                           check_non_negative_int),
-                     _scale(0.3, "coefficient of the consensus vector", _TA_SCALE_GRID)), consensus_ta_plan),
+                     _scale(0.3, "coefficient of the consensus vector", _TA_SCALE_GRID)), consensus_ta_plan,
+                    linear_parts(consensus_ta)),
         MergeMethod("emr", emr_merge, "bank", "EMR: unified vector, per-task masks and rescalers (no hyperparameters)", plan=emr_plan),
         MergeMethod("tsv_m", tsv_m, "delta", "Task Singular Vectors merge",
                     (_scale(1.0, "coefficient of the TSV-M delta", _SVD_SCALE_GRID),
                      HyperParameter("rank", float, None, "per-task rank fraction of r; none = int(r/T), the authors' rule",
-                                    partial(check_fraction, allow_zero=False), optional=True)), tsv_m_plan),
+                                    partial(check_fraction, allow_zero=False), optional=True)), tsv_m_plan,
+                    linear_parts(tsv_m)),
         MergeMethod("cart", cart, "delta", "centred task vectors, low-rank, added to the average",
                     (_scale(2.0, "lambda multiplying the sum of low-rank centred task vectors", ()),
                      HyperParameter("rank", float, 0.12, "rank fraction of r kept per centred task vector, in [0, 1]",
-                                    partial(check_fraction, allow_zero=True))), cart_plan),
+                                    partial(check_fraction, allow_zero=True))), cart_plan, cart_parts),
         MergeMethod("iso_c", iso_c, "delta", "isotropic merge: flattened spectrum of the task-vector sum",
-                    (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),), iso_c_plan),
+                    (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),), iso_c_plan, linear_parts(iso_c)),
         MergeMethod("iso_cts", iso_cts, "delta", "isotropic merge in common and task-specific subspaces",
                     (_scale(1.0, "coefficient of the Iso-CTS delta", _SVD_SCALE_GRID),
                      HyperParameter("common", float, 0.8, "common-space fraction of r, in [0, 1]; 1 = Iso-C",
-                                    partial(check_fraction, allow_zero=True))), iso_cts_plan),
+                                    partial(check_fraction, allow_zero=True))), iso_cts_plan, linear_parts(iso_cts)),
     )
 }
 

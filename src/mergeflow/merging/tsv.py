@@ -49,7 +49,7 @@ def tsv_m_plan(
         if per_task == 0:
             return torch.zeros_like(stack[0])
         orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
-        return scale * (orthogonal_left * values_all) @ orthogonal_right
+        return scale * ((orthogonal_left * values_all) @ orthogonal_right)  # scale last: see merging.scaled
 
     return spectral_plan(is_matrix, merge_matrix, scale)
 
