@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from mergeflow.errors import MergeflowError
-from mergeflow.lora.adapters import load_adapter, lora_factors, lora_state
 from mergeflow.lora.bank import FactorBank, stack_factors
 from mergeflow.params import Params
 from mergeflow.statedict.io import read_safetensors, save_tensors
@@ -21,6 +20,9 @@ POLICY_FORMAT = "mergeflow-lora-policy/1"
 
 def load_lora_bank(params: Params) -> FactorBank:
     """The suite's LoRA experts, in suite.tasks order, as one factor bank."""
+    # peft (and through it transformers) is imported here: the report reads policies and needs neither.
+    from mergeflow.lora.adapters import load_adapter, lora_factors, lora_state
+
     tasks = params.suite.tasks
     factors, scalings = [], []
     for task in tasks:

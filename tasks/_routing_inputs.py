@@ -10,15 +10,14 @@ from torch import nn
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict
 from mergeflow.merging_io import load_merged
-from mergeflow.models.backbone import load_clip, preprocess_config
 from mergeflow.params import Params
 from mergeflow.routing.calibration import prepare_features
 from mergeflow.routing.served import InputTransform, Preprocess, TokenIds
 from mergeflow.routing.stream import TestStream, mixed_stream
 from mergeflow.seeding import torch_generator
 from mergeflow.statedict.io import read_safetensors
-from tasks._artifacts import base_encoder, is_text, load_head, load_split_tensors
-from tasks._paths import BASE_MODEL, features_path, merged_path
+from tasks._artifacts import base_encoder, base_image_encoder, is_text, load_head, load_split_tensors
+from tasks._paths import features_path, merged_path
 
 SPLITS = ("train", "val", "test")
 
@@ -27,9 +26,8 @@ def load_encoder(params: Params) -> tuple[nn.Module, InputTransform]:
     """The encoder module (any weights are swapped in per call) and its input convention."""
     if is_text(params):
         return base_encoder(params), TokenIds()
-    clip = load_clip(BASE_MODEL, params.backbone.model)
-    size, mean, std = preprocess_config(clip)
-    return clip.visual.eval(), Preprocess(size, tuple(mean), tuple(std))
+    visual, (size, mean, std) = base_image_encoder(params)
+    return visual.eval(), Preprocess(size, tuple(mean), tuple(std))
 
 
 def load_single_model(method: str) -> StateDict:

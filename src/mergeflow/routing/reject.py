@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.stats import chi2
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import check_number
@@ -41,6 +40,8 @@ def chi2_threshold(dim: int, quantile: float) -> float:
     quantile = _check_quantile(quantile)
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise MergeflowError(f"dim must be a positive integer (the feature dimension), got {dim!r}")
+    from scipy.stats import chi2  # scipy.stats costs about a second to import; every routing stage imports this module
+
     return math.sqrt(float(chi2.ppf(quantile, dim)))
 
 

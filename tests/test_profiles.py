@@ -1,0 +1,54 @@
+"""Profiles (whole params files or overlays on params.yaml) and the start-up cost of the light stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mergeflow.errors import MergeflowError
+from mergeflow.params import load_params, parse_params
+from mergeflow.profiles import overlay, resolve_profile, write_profile
+
+
+def test_full_analysis_profile_changes_only_the_analysis_sweeps(root: Path) -> None:
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    full = resolve_profile(root / "profiles" / "full-analysis.yaml")
+    params = parse_params(full, "profiles/full-analysis.yaml")
+    assert params.route.analysis.seeds == [0, 1, 2, 3, 4]
+    assert params.adapt.analysis.ablation == ["adarank_ta", "adarank_cart"]
+    assert params.adapt.analysis.data_fractions == [0.01, 0.1]
+    for section in ("route", "adapt"):  # everything else is params.yaml's, whatever it is today
+        assert {k: v for k, v in full[section].items() if k != "analysis"} == {k: v for k, v in base[section].items() if k != "analysis"}
+    assert {k: v for k, v in full.items() if k not in ("route", "adapt")} == {k: v for k, v in base.items() if k not in ("route", "adapt")}
+    default = load_params(root / "params.yaml")  # the default runs fewer variants than the profile
+    assert len(default.route.analysis.seeds) < len(params.route.analysis.seeds)
+    assert len(default.adapt.analysis.ablation) + len(default.adapt.analysis.data_fractions) < 4
+
+
+def test_overlay_merges_mappings_replaces_lists_and_rejects_unknown_keys() -> None:
+    base = {"a": {"b": [1, 2], "c": 1}, "d": 2}
+    assert overlay(base, {"a": {"b": [3]}}) == {"a": {"b": [3], "c": 1}, "d": 2}
+    assert base == {"a": {"b": [1, 2], "c": 1}, "d": 2}
+    with pytest.raises(MergeflowError, match=r"profile key a\.bb: not in the base"):
+        overlay(base, {"a": {"bb": 1}})
+
+
+def test_whole_profiles_are_copied_byte_for_byte(root: Path, tmp_path: Path) -> None:
+    write_profile(root / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_bytes() == (root / "profiles" / "smoke.yaml").read_bytes()
+    write_profile(root / "profiles" / "full-analysis.yaml", tmp_path / "full.yaml")
+    assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == resolve_profile(root / "profiles" / "full-analysis.yaml")
+
+
+@pytest.mark.parametrize("stage", ["prepare", "task_vectors", "results", "calibrate", "analyze_routing", "report", "merge"])
+def test_light_stages_do_not_import_the_model_libraries(root: Path, stage: str) -> None:
+    """open_clip (torchvision, timm, transformers), peft and scipy.stats cost seconds per stage start; stages that
+    only do tensor math, or build a model only when a grid needs it (merge), must not import them up front."""
+    heavy = ("open_clip", "torchvision", "timm", "transformers", "peft", "scipy.stats")
+    code = f"import sys, tasks.{stage}; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == [], f"tasks.{stage} imports {loaded} at start-up"
