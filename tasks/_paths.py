@@ -99,3 +99,7 @@ def lora_policy_path(method: str) -> Path:
 
 def lora_part_path(method: str) -> Path:
     return RESULT_PARTS / "lora" / f"{method}.parquet"
+
+
+BASE_FEATURES = ARTIFACTS / "regime" / "base_features.safetensors"  # the base model's train/test features (regime probe)
+REGIME = REPORTS / "regime.json"  # the benchmark's regime figures against their targets

@@ -15,9 +15,11 @@ from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
 from mergeflow.reporting.lora_report import build_lora_report
 from mergeflow.reporting.mad_report import build_report
+from mergeflow.reporting.paper import build_paper_report
+from mergeflow.reporting.regime_report import build_regime_report
 from mergeflow.reporting.tables import Heatmap
 from tasks._lora_inputs import load_policy
-from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REPORT, REPORTS, ROUTING_ANALYSIS
+from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REGIME, REPORT, REPORTS, ROUTING_ANALYSIS
 from tasks._stage import run_stage
 
 ROUTING = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhattacharyya", "confusion")
@@ -33,11 +35,14 @@ def build(args: argparse.Namespace, params: Params) -> None:
         results = pd.read_parquet(REPORTS / "results.parquet")
         routing, adaptation = _frames(ROUTING_ANALYSIS, ROUTING), _frames(ADAPTATION_ANALYSIS, ADAPTATION)
         summary = json.loads((ROUTING_ANALYSIS / "summary.json").read_text())
+        regime = json.loads(REGIME.read_text())
     except (OSError, ValueError) as exc:
-        raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, analyze_routing and analyze_adaptation") from exc
+        raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, regime, analyze_routing and analyze_adaptation") from exc
     adapt = params.adapt
     parts = [
         build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary),
+        build_regime_report(regime, params.suite.tasks),
+        build_paper_report(params.suite.name, params.suite.tasks, results),
         build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
                                 results[results["suite"] == params.suite.name], adaptation,
                                 {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),
