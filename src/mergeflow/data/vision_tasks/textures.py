@@ -1,7 +1,8 @@
-"""Procedural textures: eight periodic or noise patterns in random colours, scale, phase and orientation.
+"""Textures (DTD-like): eight periodic or noise patterns photographed as close-ups of real surfaces.
 
-The same fields serve as backgrounds in the pretraining corpus (with other random streams), so the
-backbone knows "striped" or "checkered" without ever seeing this task's splits.
+The acquisition is DTD's: material colours (wood, stone, fabric, paint), a light that falls off across the frame,
+slight defocus. The pretraining corpus shows the same pattern fields in arbitrary bright colours with its own random
+streams, so the backbone knows "striped" or "checkered" without ever seeing this task's splits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import numpy as np
 
 from mergeflow.data.drawing import compose, contrasting_pair
 from mergeflow.data.task_spec import TaskSpec, generated_split
+from mergeflow.data.vision_tasks.acquisition import blur, colorize, illumination, to_uint8
 
+MATERIALS = np.array([[0.55, 0.4, 0.25], [0.75, 0.65, 0.5], [0.35, 0.3, 0.28], [0.6, 0.2, 0.15], [0.2, 0.25, 0.4],
+                      [0.85, 0.82, 0.75], [0.3, 0.4, 0.25], [0.65, 0.55, 0.2]], dtype=np.float32)
 TEXTURE_NAMES = (
     "horizontal stripes", "vertical stripes", "diagonal stripes", "checkerboard",
     "polka dots", "concentric rings", "zigzag", "blotches",
@@ -61,12 +65,25 @@ def texture_field(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown texture {name!r}; known: {', '.join(TEXTURE_NAMES)}")
 
 
+def bright_texture(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A pattern in two arbitrary contrasting colours (the pretraining corpus's rendering of a texture)."""
+    fg, bg = contrasting_pair(rng, min_luma_gap=0.2)
+    return compose(texture_field(name, size, rng), fg, bg, noise=0.04, rng=rng)
+
+
+def surface_closeup(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """DTD's acquisition: a pattern in two material colours, light falling off across the frame, slight defocus."""
+    pick = rng.choice(len(MATERIALS), 2, replace=False)
+    a, b = MATERIALS[pick[0]] * rng.uniform(0.8, 1.2), MATERIALS[pick[1]] * rng.uniform(0.8, 1.2)
+    image = colorize(texture_field(name, size, rng), a, b) * illumination(size, rng, rng.uniform(0.15, 0.35))
+    return to_uint8(blur(image, rng.uniform(0.3, 0.7)), rng, noise=0.03)
+
+
 def make_textures(split: str, n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Eight texture classes in random colours."""
+    """Eight texture classes as close-ups of material surfaces."""
 
     def draw(rng: np.random.Generator, label: int) -> np.ndarray:
-        fg, bg = contrasting_pair(rng, min_luma_gap=0.2)
-        return compose(texture_field(TEXTURE_NAMES[label], size, rng), fg, bg, noise=0.04, rng=rng)
+        return surface_closeup(TEXTURE_NAMES[label], size, rng)
 
     return generated_split("textures", split, n, seed, len(TEXTURE_NAMES), draw)
 
@@ -74,8 +91,8 @@ def make_textures(split: str, n: int, seed: int, size: int) -> tuple[np.ndarray,
 TEXTURES = TaskSpec(
     name="textures",
     class_names=TEXTURE_NAMES,
-    templates=("a {} texture.", "a pattern of {}."),
+    templates=("a photo of a {} texture.", "a close-up of a surface with {}."),
     origin="generated",
-    source="procedural NumPy patterns (stripes, checks, dots, rings, zigzag, blotches), random colours/scale/phase/angle",
+    source="procedural NumPy patterns (stripes, checks, dots, rings, zigzag, blotches) in material colours, uneven light, defocus (DTD-like)",
     make_split=make_textures,
 )
