@@ -78,11 +78,11 @@ def test_the_image_tower_alone_equals_the_whole_models_tower(model_name: str, tm
     path = tmp_path / "clip.safetensors"
     save_clip(clip, path, model_name)
     tower = load_image_tower(path, model_name)
-    assert tower.state_dict().keys() == clip.visual.state_dict().keys()
+    assert tower.state_dict().keys() == clip.visual.state_dict().keys() and tower.training == clip.visual.training
     assert preprocess_config(torch.nn.ModuleDict({"visual": tower})) == preprocess_config(clip)  # type: ignore[arg-type]
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(tower(x), clip.visual.eval()(x))
+        assert torch.equal(tower.eval()(x), clip.visual.eval()(x))
     with pytest.raises(MergeflowError, match=f"holds a '{model_name}' model"):
         load_image_tower(path, "ViT-B-32")
 

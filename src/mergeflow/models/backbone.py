@@ -181,4 +181,4 @@ def load_image_tower(path: str | os.PathLike[str], model_name: str) -> nn.Module
     if missing or unexpected:
         raise MergeflowError(f"{path}: does not fit {model_name!r}'s image tower (missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]})")
-    return visual.eval()
+    return visual  # in training mode, as open_clip.create_model hands out its towers

@@ -43,7 +43,7 @@ class PackagedBackbone:
 PACKAGED: dict[str, PackagedBackbone] = {
     spec.name: spec
     for spec in (
-        PackagedBackbone(name="mf-vit-minilm-v1", model="mf-vit-minilm", sha256="TO_BE_FILLED"),
+        PackagedBackbone(name="mf-vit-minilm-v1", model="mf-vit-minilm", sha256="ef981017093a819af1eeefb19c25a7f9bc3db1f9e422dd4a0ddb895498b3f4d2"),
     )
 }
 
