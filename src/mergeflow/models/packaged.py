@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from mergeflow.errors import MergeflowError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -96,6 +97,6 @@ def load_packaged_clip(reference: str, model_name: str) -> "nn.Module":
     return clip
 
 
-def shipped_tensors(clip: "nn.Module") -> dict[str, "object"]:
+def shipped_tensors(clip: "nn.Module") -> dict[str, "torch.Tensor"]:
     """The entries of a trained CLIP that a packaged backbone ships (image tower and logit scale)."""
     return {key: value.detach().contiguous() for key, value in clip.state_dict().items() if key.startswith(SHIPPED_PREFIXES)}
