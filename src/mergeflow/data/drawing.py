@@ -1,7 +1,7 @@
 """Small drawing primitives shared by the procedural tasks and the pretraining corpus.
 
-Everything draws an alpha ("ink") mask in [0, 1] and then colours it, so the same object can appear
-with any foreground/background pair: tasks differ in *what* is drawn, not in trivial colour statistics.
+Everything draws an alpha ("ink") mask in [0, 1]; each task's acquisition (vision_tasks/acquisition.py) then
+colours it and adds its own blur and noise.
 """
 
 from __future__ import annotations
@@ -54,15 +54,6 @@ def contrasting_pair(rng: np.random.Generator, min_luma_gap: float = 0.35) -> tu
         fg, bg = random_color(rng, (0.0, 1.0)), random_color(rng, (0.0, 1.0))
         if float(fg @ weights) - float(bg @ weights) >= min_luma_gap:
             return fg, bg
-
-
-def compose(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray | np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Colour an alpha mask (H, W) over a background colour or image; add pixel noise; return uint8 (H, W, 3)."""
-    background = bg if bg.ndim == 3 else np.broadcast_to(bg, alpha.shape + (3,))
-    img = background * (1.0 - alpha[..., None]) + fg * alpha[..., None]
-    if noise > 0:
-        img = img + rng.normal(0.0, noise, img.shape)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def new_mask(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:

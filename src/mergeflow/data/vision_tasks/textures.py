@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from mergeflow.data.drawing import compose, contrasting_pair
+from mergeflow.data.drawing import contrasting_pair
 from mergeflow.data.task_spec import TaskSpec, generated_split
 from mergeflow.data.vision_tasks.acquisition import blur, colorize, illumination, to_uint8
 
@@ -68,7 +68,7 @@ def texture_field(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
 def bright_texture(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A pattern in two arbitrary contrasting colours (the pretraining corpus's rendering of a texture)."""
     fg, bg = contrasting_pair(rng, min_luma_gap=0.2)
-    return compose(texture_field(name, size, rng), fg, bg, noise=0.04, rng=rng)
+    return to_uint8(colorize(texture_field(name, size, rng), fg, bg), rng, noise=0.04)
 
 
 def surface_closeup(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
