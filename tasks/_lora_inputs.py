@@ -43,6 +43,6 @@ def save_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[st
 def load_policy(method: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, metadata = read_safetensors(lora_policy_path(method))
     if metadata.get("format") != POLICY_FORMAT or metadata.get("method") != method:
-        raise MergeflowError(f"{lora_policy_path(method)}: not the policy of {method!r}; rerun calibrate_lora@{method}")
+        raise MergeflowError(f"{lora_policy_path(method)}: not the policy of {method!r}; rerun serve_lora@{method}")
     tensors.pop("empty", None)
     return tensors, json.loads(metadata["settings"])

@@ -63,8 +63,13 @@ def router_path(router: str) -> Path:
 
 
 def predictions_path(method: str) -> Path:
-    """Per-input predictions of a task-unknown evaluation (routed or static), for the analyses."""
+    """Per-input predictions of a task-unknown evaluation of a mask bank (evaluate_routed@), for the analyses."""
     return PREDICTIONS / f"{method}.parquet"
+
+
+def static_predictions_path(method: str) -> Path:
+    """Per-input predictions of a single model served to every input (evaluate_static), for the analyses."""
+    return PREDICTIONS / "static" / f"{method}.parquet"
 
 
 def routed_part_path(method: str) -> Path:
@@ -93,7 +98,7 @@ def lora_adapter_dir(task: str) -> Path:
 
 
 def lora_policy_path(method: str) -> Path:
-    """What evaluate_lora@METHOD needs to serve METHOD: router tensors (if any) and its chosen settings."""
+    """What serve_lora@METHOD fits to serve METHOD: router tensors (if any) and its chosen settings."""
     return LORA / "policies" / f"{method}.safetensors"
 
 

@@ -1,7 +1,7 @@
 """Stage adapt@METHOD: test-time adaptation (AdaMerging or AdaRank) of one merged model by entropy minimisation on
 unlabelled test batches; writes the final step's model (no step is selected) and what was learned.
 
-Outputs: artifacts/merged/METHOD.safetensors (one static merged model, evaluated by evaluate_static@METHOD) and
+Outputs: artifacts/merged/METHOD.safetensors (one static merged model, evaluated by evaluate_static) and
 artifacts/adapt/METHOD.safetensors (final masks per key as (T, r) uint8, coefficients, component values; per-step
 loss and seconds, and the mean validation accuracy every steps/5 steps, in its metadata) for the report's analyses.
 The validation accuracy is a logged diagnostic; no step is selected with it.

@@ -1,7 +1,7 @@
 """Stage analyze_adaptation: the AdaRank analyses of the report.
 
 - Table 6 shape: AdaRank with lambda only and with masks only, for each base in adapt.analysis.ablation (the
-  "both" rows are adapt@'s own models, evaluated by evaluate_static@).
+  "both" rows are adapt@'s own models, evaluated by evaluate_static).
 - Table 7 shape: AdaRank adapted on 1 % / 10 % of the test data (adapt.analysis.data_fractions).
 - Fig. 4b shape: per layer, kept rank vs the rank holding 95 % of the spectral energy; Fig. 10: final masks.
 - Seconds per adaptation step, AdaRank vs AdaMerging, from adapt@'s records.
@@ -79,7 +79,7 @@ def _records(params: Params) -> tuple[list[dict[str, object]], list[dict[str, ob
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
-    _write("variants", pd.DataFrame(_variants(params)))
+    _write("variants", pd.DataFrame(_variants(params), columns=["method", "variant", "task", "accuracy"]))
     ranks, masks, steps = _records(params)
     _write("ranks", pd.DataFrame(ranks, columns=["method", "key", "task", "kept", "intrinsic_95", "full"]))
     _write("masks", pd.DataFrame(masks, columns=["method", "key", "task", "component", "kept"]))

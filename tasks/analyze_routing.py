@@ -16,7 +16,7 @@ from mergeflow.atomic import atomic_path, write_text_atomic
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.routing import analysis
-from tasks._paths import ROUTING_ANALYSIS, merged_part_path, predictions_path
+from tasks._paths import ROUTING_ANALYSIS, merged_part_path, predictions_path, static_predictions_path
 from tasks._routing_inputs import load_features
 from tasks._stage import run_stage
 
@@ -35,7 +35,7 @@ def _per_task_correct(predictions: pd.DataFrame, router: str, tasks: list[str]) 
 
 
 def _check_oracle_matches_task_known(methods: list[str], tasks: list[str]) -> None:
-    """Routed serving with oracle routing must reproduce evaluate_merged's task-known accuracy input for input
+    """Routed serving with oracle routing must reproduce merge@'s task-known accuracy input for input
     (same model, same head): compare the counts of correct inputs per task, exactly."""
     for method in methods:
         served = _per_task_correct(pd.read_parquet(predictions_path(method)), "oracle", tasks)
@@ -44,7 +44,7 @@ def _check_oracle_matches_task_known(methods: list[str], tasks: list[str]) -> No
             if round(float(known[task]) * len(served[task])) != int(served[task].sum()):
                 raise MergeflowError(
                     f"{method} {task}: oracle-routed serving gets {int(served[task].sum())}/{len(served[task])} right but "
-                    f"task-known evaluation {float(known[task]):.4f}; the serving path differs from evaluate_merged"
+                    f"task-known evaluation {float(known[task]):.4f}; the serving path differs from merge@'s evaluation"
                 )
     print(f"analyze_routing: oracle routing reproduces the task-known accuracy of {', '.join(methods)} exactly")
 
@@ -65,7 +65,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     ]))
 
     _check_oracle_matches_task_known(route.methods, tasks)
-    fallback = _per_task_correct(pd.read_parquet(predictions_path(route.reject.fallback)), "none", tasks)
+    fallback = _per_task_correct(pd.read_parquet(static_predictions_path(route.reject.fallback)), "none", tasks)
     seen_rows, thresholds = [], {}
     for method in route.methods:
         served = _per_task_correct(pd.read_parquet(predictions_path(method)), "oracle", tasks)

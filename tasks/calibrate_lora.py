@@ -1,4 +1,5 @@
-"""Stage calibrate_lora@METHOD: everything evaluate_lora@METHOD needs to serve METHOD over the LoRA experts.
+"""The calibration half of stage serve_lora@METHOD: everything its serving half (evaluate_lora.py) needs to serve
+METHOD over the LoRA experts.
 
 tr: M base-encoder embeddings per task, then temperature and top-K chosen on validation; twin: the MLP router on the
 shared expert's features, its epoch chosen on validation; mad: per-task Gaussians of the weight-averaged LoRA model's

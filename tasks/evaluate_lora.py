@@ -1,5 +1,5 @@
-"""Stage evaluate_lora@METHOD: serve the mixed test stream through one LoRA-expert method and write its rows
-(suite ``<suite.name>-lora``): accuracy and routing accuracy per task, seconds per input at ``lora.batch_size`` and
+"""The serving half of stage serve_lora@METHOD: serve the mixed test stream through one LoRA-expert method and write
+its rows (suite ``<suite.name>-lora``): accuracy and routing accuracy per task, seconds per input at ``lora.batch_size`` and
 the bytes the server holds.
 """
 
@@ -45,7 +45,7 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
 
 def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any], tasks: list[str], bank: FactorBank,
                  module: torch.nn.Module, heads: list[torch.Tensor]) -> tuple[Policy, int]:
-    """The method's policy from its calibrate_lora@ file, and the bytes its router holds beyond the encoder."""
+    """The method's policy from its calibration file, and the bytes its router holds beyond the encoder."""
     if method == "twin":
         router = _prefixed(tensors, "router/")
         encoder = twin_encoder(module, bank, settings["shared_scale"], settings["density"])

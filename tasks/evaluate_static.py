@@ -1,4 +1,5 @@
-"""Stage evaluate_static@METHOD: the task-unknown baseline of one single merged model (router=none).
+"""Stage evaluate_static: the task-unknown baseline of every single merged or adapted model of ``route.static``
+(router=none), in one stage: each evaluation costs a few seconds, a stage's start-up as much.
 
 The same mixed test stream and batch size as evaluate_routed; each input is scored with its own task's head (the
 static rows' convention). Writes accuracy, seconds per input and tensor memory, and every input's prediction.
@@ -10,38 +11,39 @@ import argparse
 
 import pandas as pd
 
-from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
 from mergeflow.params import Params
 from mergeflow.routing.served import StaticClassifier, tensor_bytes
 from mergeflow.routing.stream import per_task_scores, serve
-from tasks._paths import predictions_path, static_part_path
+from tasks._paths import static_part_path, static_predictions_path
 from tasks._prediction_table import prediction_rows, write_predictions
 from tasks._routing_inputs import load_encoder, load_heads, load_single_model, test_stream
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
-    method, route, tasks = args.item, params.route, params.suite.tasks
-    if method not in route.static:
-        raise MergeflowError(f"{method!r} is not in route.static ({', '.join(route.static)})")
-    weights, heads = load_single_model(method), load_heads(tasks)
+    route, tasks = params.route, params.suite.tasks
+    heads = load_heads(tasks)
     module, preprocess = load_encoder(params)
     stream = test_stream(params)
-    server = StaticClassifier(module, weights, heads, preprocess)
-    prediction, seconds = serve(server.predict, stream, route.batch_size, method)
-    accuracy = per_task_scores(stream, prediction, tasks)["accuracy"]
-    print(f"{method} (static): accuracy {sum(accuracy.values()) / len(tasks):.4f}, {seconds / len(stream) * 1e3:.3f} ms/input")
     suite = params.suite.name
-    rows = [
-        result_rows(suite, method, "none", "accuracy", accuracy),
-        result_rows(suite, method, "none", "seconds_per_input", {"all": seconds / len(stream)}),
-        result_rows(suite, method, "none", "peak_memory_bytes", {"all": float(tensor_bytes(weights) + tensor_bytes(heads))}),
-    ]
-    write_predictions(predictions_path(method), prediction_rows("none", stream, prediction, tasks))
-    write_part(static_part_path(method), pd.concat(rows, ignore_index=True))
+    for method in route.static:
+        weights = load_single_model(method)
+        server = StaticClassifier(module, weights, heads, preprocess)
+        prediction, seconds = serve(server.predict, stream, route.batch_size, method)
+        accuracy = per_task_scores(stream, prediction, tasks)["accuracy"]
+        print(f"{method} (static): accuracy {sum(accuracy.values()) / len(tasks):.4f}, "
+              f"{seconds / len(stream) * 1e3:.3f} ms/input")
+        rows = [
+            result_rows(suite, method, "none", "accuracy", accuracy),
+            result_rows(suite, method, "none", "seconds_per_input", {"all": seconds / len(stream)}),
+            result_rows(suite, method, "none", "peak_memory_bytes",
+                        {"all": float(tensor_bytes(weights) + tensor_bytes(heads))}),
+        ]
+        write_predictions(static_predictions_path(method), prediction_rows("none", stream, prediction, tasks))
+        write_part(static_part_path(method), pd.concat(rows, ignore_index=True))
 
 
 if __name__ == "__main__":
-    run_stage("evaluate_static", "Task-unknown baseline: one merged model for every input (router=none).", build,
-              item_help="method name from route.static")
+    run_stage("evaluate_static", "Task-unknown baseline: each model of route.static for every input (router=none).",
+              build)

@@ -1,15 +1,19 @@
-"""Stage finetune@TASK: full fine-tuning of the image encoder on one task, head frozen; saves the expert."""
+"""Stage finetune@TASK: full fine-tuning of the image encoder on one task, head frozen; saves the expert and its
+task vector tau = theta_expert - theta_pretrained over the encoder's floating-point entries (one stage, not two:
+the subtraction costs milliseconds, a stage's start-up seconds)."""
 
 from __future__ import annotations
 
 import argparse
 
 from mergeflow.params import Params
-from mergeflow.statedict.io import save_tensors
+from mergeflow.statedict.io import load_tensors, save_tensors
+from mergeflow.statedict.task_vectors import task_vector
 from mergeflow.training.finetune import finetune_encoder
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
-from tasks._paths import expert_path
+from tasks._merge_inputs import load_base_visual
+from tasks._paths import expert_path, task_vector_path
 from tasks._stage import require_task, run_stage
 
 
@@ -20,9 +24,14 @@ def build(args: argparse.Namespace, params: Params) -> None:
     config = OptimConfig(**params.finetune[args.item].model_dump())
     losses = finetune_encoder(classifier, images, labels, config, description=f"finetune {args.item}")
     print(f"finetune {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
-    save_tensors(expert_path(args.item), classifier.encoder.state_dict(), metadata={"task": args.item})
+    expert = classifier.encoder.state_dict()
+    save_tensors(expert_path(args.item), expert, metadata={"task": args.item})
+    tau = task_vector(load_tensors(expert_path(args.item)), load_base_visual(), expert_name=str(expert_path(args.item)))
+    norm = sum(float(v.float().pow(2).sum()) for v in tau.values()) ** 0.5
+    print(f"task vector {args.item}: {len(tau)} entries, {sum(v.numel() for v in tau.values())} parameters, L2 norm {norm:.4f}")
+    save_tensors(task_vector_path(args.item), tau, metadata={"task": args.item})
 
 
 if __name__ == "__main__":
-    run_stage("finetune", "Fine-tune the image encoder on one task (AdamW, warm-up + cosine, frozen head).", build,
+    run_stage("finetune", "Fine-tune the image encoder on one task (AdamW, warm-up + cosine, frozen head); write its task vector.", build,
               item_help="task name from suite.tasks")

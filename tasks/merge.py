@@ -1,4 +1,5 @@
-"""Stage merge@METHOD: merge the task vectors with one method; write the merged model or its mask bank.
+"""Stage merge@METHOD: merge the task vectors with one method; write the merged model or its mask bank, and its
+task-known test accuracy (reports/parts/merged/METHOD.parquet).
 
 Grids (``<name>_grid``) are chosen here on the validation splits, never on test: TALL's ``lam`` per task, every
 other one (the scales, Consensus' ``lam``) as one value for all tasks by the mean validation accuracy.
@@ -10,14 +11,17 @@ import argparse
 
 import torch
 
+from mergeflow.evaluation.accuracy import accuracy
+from mergeflow.evaluation.results import result_rows, write_part
 from mergeflow.merging.bank import MaskBank, reconstruct
 from mergeflow.merging.common import StateDict, add_to_base
 from mergeflow.merging.registry import get_method, resolve_hyperparameters
-from mergeflow.merging_io import save_mask_bank, save_merged_model
+from mergeflow.merging_io import load_merged, save_mask_bank, save_merged_model, task_encoder
 from mergeflow.params import Params
 from mergeflow.selection import SharedSelection, describe, merge_selecting
+from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
-from tasks._paths import merged_path
+from tasks._paths import merged_part_path, merged_path
 from tasks._stage import run_stage
 
 
@@ -29,30 +33,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
     # A shared grid scores one merged delta on every task: add it to theta_0 once. The delta itself is held (not
     # its id, which a later delta may reuse once this one is freed) and compared by identity.
     encoded: list[tuple[StateDict, StateDict]] = []
-    # The classifier is built once (open_clip's create_model costs seconds, more than scoring a candidate), then
-    # each candidate's weights are loaded into it strictly (every key, so nothing of an earlier one remains) and the
-    # task's head swapped in.
-    built: list[torch.nn.Module] = []
-    heads: dict[str, torch.Tensor] = {}
-
-    def classifier(task: str, encoder: StateDict) -> torch.nn.Module:
-        from tasks._artifacts import classifier_for, load_head
-
-        if not built:
-            built.append(classifier_for(params, task, encoder))
-            return built[0]
-        model = built[0]
-        model.encoder.load_state_dict(encoder, strict=True)
-        if task not in heads:
-            heads[task] = load_head(task)
-        model.head = heads[task]
-        return model
 
     def validation_accuracy(candidate: StateDict | MaskBank, task: str) -> float:
-        # Imported here: models (open_clip) cost seconds to import and only grids need them.
-        from mergeflow.evaluation.accuracy import accuracy
-        from tasks._artifacts import load_split_tensors
-
         if isinstance(candidate, MaskBank):
             encoder = reconstruct(base, candidate, task)
         else:
@@ -62,11 +44,10 @@ def build(args: argparse.Namespace, params: Params) -> None:
         if task not in validation:
             validation[task] = load_split_tensors(task, "val")[1:]
         images, labels = validation[task]
-        return accuracy(classifier(task, encoder), images, labels, params.evaluate.batch_size)
+        return accuracy(classifier_for(params, task, encoder), images, labels, params.evaluate.batch_size)
 
     result, selections = merge_selecting(method, task_vectors, settings.hyperparameters, settings.grids, validation_accuracy)
     encoded.clear()
-    built.clear()
     fixed = {key: value for key, value in resolve_hyperparameters(method, settings.hyperparameters).items()
              if key not in settings.grids}
     shared = {name: selection for name, selection in selections.items() if isinstance(selection, SharedSelection)}
@@ -92,6 +73,20 @@ def build(args: argparse.Namespace, params: Params) -> None:
         assert not isinstance(result, MaskBank)
         save_merged_model(merged_path(method), add_to_base(base, result), method, info)
         print(f"{method}: one merged model for {len(task_vectors)} tasks")
+    write_test_scores(params, method, base)
+
+
+def write_test_scores(params: Params, method: str, base: StateDict) -> None:
+    """Task-known (router=oracle) test accuracy of the stored artifact, read back as every consumer reads it: mask
+    methods score each task's own reconstruction, single-model methods the one merged model, with each task's head."""
+    merged, _ = load_merged(merged_path(method))
+    scores = {}
+    for task in params.suite.tasks:
+        _, images, labels = load_split_tensors(task, "test")
+        classifier = classifier_for(params, task, task_encoder(merged, base, task))
+        scores[task] = accuracy(classifier, images, labels, params.evaluate.batch_size)
+    print(f"{method} test accuracy (task known): " + ", ".join(f"{task} {value:.4f}" for task, value in scores.items()))
+    write_part(merged_part_path(method), result_rows(params.suite.name, method, "oracle", "accuracy", scores))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_whole_profiles_are_copied_byte_for_byte(root: Path, tmp_path: Path) -> 
     assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == resolve_profile(root / "profiles" / "full-analysis.yaml")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "task_vectors", "results", "calibrate", "analyze_routing", "report", "merge"])
+@pytest.mark.parametrize("stage", ["prepare", "results", "calibrate", "analyze_routing", "report", "merge"])
 def test_light_stages_do_not_import_the_model_libraries(root: Path, stage: str) -> None:
     """open_clip (torchvision, timm, transformers), peft and scipy.stats cost seconds per stage start; stages that
     only do tensor math, or build a model only when a grid needs it (merge), must not import them up front."""

@@ -88,7 +88,7 @@ class MethodSettings(_Section):
 
 
 class MergeParams(_Section):
-    """``merge:``: ``methods`` (the merge@/evaluate_merged@ stages) and one block per method, named as in the registry.
+    """``merge:``: ``methods`` (the merge@ stages, each writing its artifact and test accuracy) and one block per method, named as in the registry.
 
     Block values are checked by the merging registry's own HyperParameter checks, so params.yaml and
     ``--set key=value`` accept exactly the same values. A key left out takes the registry default.

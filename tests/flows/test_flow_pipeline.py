@@ -22,7 +22,7 @@ TASKS: list[str] = yaml.safe_load((Path(__file__).resolve().parents[2] / "profil
     "suite"
 ]["tasks"][:2]
 FIRST, SECOND = TASKS
-TARGETS = [f"finetune@{FIRST}", f"task_vectors@{SECOND}"]  # 7 stages: prepare x2, pretrain, heads, finetune x2, a tv
+TARGETS = [f"finetune@{FIRST}", "evaluate_finetuned"]  # 7 stages: prepare x2, pretrain, heads, finetune x2, its reader
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,15 @@ def test_the_flow_leaves_the_same_dvc_lock_and_runs_experts_concurrently(
     planned = set(plan(flow_project, inputs).order)  # the targets and everything upstream, all new
     state, first = run_flow(flows_pipeline, flow_project, targets=inputs, max_concurrent=2)
     assert state.is_completed() and _ran(first) == planned and {*inputs, "pretrain"} <= planned
-    # ... then the experts, side by side, and the task vector after its expert.
+    # ... then the experts, side by side, and what reads both after them.
     state, second = run_flow(flows_pipeline, flow_project, targets=TARGETS, max_concurrent=2)
     assert state.is_completed()
-    assert _ran(second) == {f"finetune@{FIRST}", f"finetune@{SECOND}", f"task_vectors@{SECOND}"}
+    assert _ran(second) == {f"finetune@{FIRST}", f"finetune@{SECOND}", "evaluate_finetuned"}
     assert expected <= _ran(first) | _ran(second)
     rows = {row["stage"]: row for row in second["stages"]}
     a, b = rows[f"finetune@{FIRST}"], rows[f"finetune@{SECOND}"]
     assert max(a["started"], b["started"]) < min(a["finished"], b["finished"]), "the two experts did not overlap"
-    assert rows[f"task_vectors@{SECOND}"]["started"] >= b["finished"]  # never before its upstream stage
+    assert rows["evaluate_finetuned"]["started"] >= max(a["finished"], b["finished"])  # never before its upstream stages
 
     # dvc.lock: every entry the flow wrote equals the one `dvc repro` wrote (cmd, params, deps and outs with their
     # hashes), except the known byte-level nondeterminism of `heads` (its files' metadata key order changes from
@@ -116,10 +116,10 @@ def test_one_parameter_reruns_exactly_the_affected_stages(flows_pipeline: Module
 
     the_plan = plan(project, TARGETS)
     assert the_plan.changed == {f"finetune@{SECOND}"}  # all that `dvc status` reports
-    assert the_plan.order == (f"finetune@{SECOND}", f"task_vectors@{SECOND}")  # plus what reads it
+    assert the_plan.order == (f"finetune@{SECOND}", "evaluate_finetuned")  # plus what reads it
     state, summary = run_flow(flows_pipeline, project, targets=TARGETS, max_concurrent=2)
     assert state.is_completed()
-    assert outcomes(summary) == {f"finetune@{SECOND}": "ran", f"task_vectors@{SECOND}": "ran"}
+    assert outcomes(summary) == {f"finetune@{SECOND}": "ran", "evaluate_finetuned": "ran"}
     assert _md5(project / "artifacts" / "experts" / f"{FIRST}.safetensors") == untouched
 
 

@@ -113,3 +113,32 @@ def test_router_and_bank_must_agree_on_tasks(served) -> None:  # type: ignore[no
     router = fit_router("euclidean", ("a", "b", "c"), [torch.randn(4, 8, generator=generator) for _ in range(3)])
     with pytest.raises(MergeflowError, match="recalibrate"):
         _server(served, router)
+
+
+def test_the_shared_pass_gives_the_served_predictions(served) -> None:  # type: ignore[no-untyped-def]
+    """evaluate_routed scores every router but MAD by one shared pass: it must equal serving each router."""
+    from mergeflow.routing.served import SwappableEncoder
+    from mergeflow.routing.shared_pass import predictions_by_routing
+
+    clip, base, _, packed, heads, preprocess, averaged = served
+    generator = torch.Generator().manual_seed(5)
+    splits = [(_images(t, 10, generator), torch.zeros(10, dtype=torch.int64)) for t in range(len(TASKS))]
+    stream = mixed_stream(splits, torch.Generator().manual_seed(6))
+    encoder = SwappableEncoder(clip.visual)
+    with torch.no_grad():
+        features = encoder(averaged, preprocess(stream.images))
+    calibration = [features[stream.tasks == t][:5] for t in range(len(TASKS))]
+    routers = {name: fit_router(name, TASKS, calibration, 1e-2) for name in ("mad", "knn1", "euclidean")}
+    assignments = {"oracle": stream.tasks, **{name: router.route(features) for name, router in routers.items()}}
+
+    @torch.no_grad()
+    def classify(task: int, rows: torch.Tensor) -> torch.Tensor:
+        weights = add_to_base(base, packed.task_delta(task))
+        logits = torch.nn.functional.normalize(encoder(weights, preprocess(stream.images[rows])), dim=-1) @ heads[task].T
+        return logits.argmax(dim=-1)
+
+    shared = predictions_by_routing(assignments, classify, len(TASKS), batch_size=7)
+    for name, router in routers.items():
+        alone, _ = serve(lambda images, _: _server(served, router).predict(images), stream, 7, name)
+        assert torch.equal(alone.tasks, shared[name].tasks) and torch.equal(alone.classes, shared[name].classes), name
+    clip.visual.load_state_dict(base)

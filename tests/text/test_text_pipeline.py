@@ -14,8 +14,8 @@ from pipeline_kit import copy_project, dvc, ran
 
 pytestmark = pytest.mark.pipeline
 
-TARGETS = ("evaluate_routed@tall_ta", "evaluate_static@adarank_ta", "evaluate_merged@cart", "evaluate_lora@tr",
-           "evaluate_lora@twin", "evaluate_finetuned")
+TARGETS = ("evaluate_routed@tall_ta", "evaluate_static", "merge@cart", "serve_lora@tr", "serve_lora@twin",
+           "evaluate_finetuned")
 
 
 @pytest.fixture(scope="module")

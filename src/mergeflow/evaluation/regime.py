@@ -141,7 +141,7 @@ def task_average(results: pd.DataFrame, suite: str, method: str, router: str, ta
 
 def regime_figures(results: pd.DataFrame, suite: str, tasks: Sequence[str], probe: ProbeResult | None) -> list[RegimeFigure]:
     """The four figures of ``suite`` over ``tasks`` (the results table's method names: evaluate_pretrained,
-    evaluate_finetuned and evaluate_merged@task_arithmetic write them, all with router ``oracle``)."""
+    evaluate_finetuned and merge@task_arithmetic write them, all with router ``oracle``)."""
     zero_shot = task_average(results, suite, "pretrained", "oracle", tasks)
     finetuned = task_average(results, suite, "finetuned", "oracle", tasks)
     merged = task_average(results, suite, "task_arithmetic", "oracle", tasks)

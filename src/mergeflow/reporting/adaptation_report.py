@@ -115,6 +115,23 @@ def mask_figures(masks: pd.DataFrame, tasks: Sequence[str], method: str) -> list
     return figures
 
 
+NOT_RUN = ("Not run by default (each variant is one more full adaptation); `profiles/full-analysis.yaml` runs it: "
+           "`./scripts/run_suite.sh profiles/full-analysis.yaml`.")
+
+
+def _variant_sections(results: pd.DataFrame, variants: pd.DataFrame, tasks: Sequence[str], data_method: str) -> list[str]:
+    """The Table 6 / Table 7 sections, or a line saying which profile runs them when params.yaml lists no variant."""
+    ablation = variants[variants["variant"].str.endswith("only")] if len(variants) else variants
+    fractions = variants[variants["variant"].str.contains("% of test data")] if len(variants) else variants
+    return [
+        "## Ablation: what is learned (Table 6 shape)",
+        "AdaRank learning layer-wise coefficients only, component masks only, or both (average accuracy):",
+        ablation_table(results, variants) if len(ablation) else NOT_RUN,
+        "## Amount of test data (Table 7 shape)",
+        data_table(results, variants, tasks, data_method) if len(fractions) else NOT_RUN,
+    ]
+
+
 def build_adaptation_report(
     tasks: Sequence[str], methods: Sequence[str], data_method: str, results: pd.DataFrame, analysis: Mapping[str, pd.DataFrame],
     settings: Mapping[str, object],
@@ -132,11 +149,7 @@ def build_adaptation_report(
         "model (its settings in params.yaml `adapt:`), whose validation accuracy is the first column of the trajectory "
         "table below.",
         main_table(results, tasks, methods),
-        "## Ablation: what is learned (Table 6 shape)",
-        "AdaRank learning layer-wise coefficients only, component masks only, or both (average accuracy):",
-        ablation_table(results, analysis["variants"]),
-        "## Amount of test data (Table 7 shape)",
-        data_table(results, analysis["variants"], tasks, data_method),
+        *_variant_sections(results, analysis["variants"], tasks, data_method),
         "## Validation accuracy along the way",
         "Logged every steps/5 steps to show whether lower entropy means higher accuracy here; the reported model is "
         "always the final step's.",

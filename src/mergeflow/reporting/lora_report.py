@@ -1,6 +1,6 @@
 """The LoRA-expert part of reports/report.md: TR-Merging next to Task Arithmetic, Twin-Merging, DaWin and MAD over the
 same LoRA experts, TR-Merging's validation choice of temperature and top-K, and the serving-cost table of the
-task-unknown methods (TR-Merging, Twin, DaWin, MAD). Formats what evaluate_lora@ and calibrate_lora@tr measured."""
+task-unknown methods (TR-Merging, Twin, DaWin, MAD). Formats what serve_lora@ measured (and TR's validation grid)."""
 
 from __future__ import annotations
 

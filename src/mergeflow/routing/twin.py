@@ -118,7 +118,7 @@ def load_twin_router(state: dict[str, torch.Tensor], dropout: float = 0.5) -> Tw
         hidden = state["layers.0.weight"].shape[0]
         tasks = state["layers.8.weight"].shape[0]
     except KeyError as exc:
-        raise MergeflowError(f"not a Twin router state (missing {exc}); rerun calibrate_lora@twin") from exc
+        raise MergeflowError(f"not a Twin router state (missing {exc}); rerun serve_lora@twin") from exc
     router = TwinRouter(width, tasks, hidden, dropout)
     router.load_state_dict(state, strict=True)
     return router.eval()

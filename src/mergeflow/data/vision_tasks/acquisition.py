@@ -42,6 +42,14 @@ def illumination(size: int, rng: np.random.Generator, strength: float) -> np.nda
     return ramp.astype(np.float32)
 
 
+def vignette(size: int, strength: float) -> np.ndarray:
+    """A lens's radial fall-off (size, size, 1): 1 at the centre, ``1 - strength`` in the corners."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre = (size - 1) / 2
+    radius2 = ((xx - centre) ** 2 + (yy - centre) ** 2) / (2 * (size / 2) ** 2)
+    return (1.0 - strength * radius2)[..., None].astype(np.float32)
+
+
 def smooth_noise(size: int, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Band-limited noise (size, size) with unit standard deviation (clouds, grain, paper fibres)."""
     field = _gaussian_filter(rng.normal(size=(size, size)), sigma)

@@ -2,7 +2,9 @@
 
 Each photo is cut into three vertical bands (train 60 %, val 15 %, test 25 % of its width), and a
 split's patches are cropped only inside its band, so no pixel is shared between splits. Brick, grass
-and gravel make this task confusable with the procedural textures.
+and gravel make this task confusable with the procedural textures in content; the acquisition is its own: one
+camera whose lens darkens the corners (vignetting, 40-80 % in the corners) — without it the base model's features
+tell these patches from the textures and the terrain only 85 % of the time (the regime's task-identity probe).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mergeflow.data.task_spec import TaskSpec, balanced_labels
+from mergeflow.data.vision_tasks.acquisition import vignette
 from mergeflow.seeding import numpy_rng
 
 PHOTOS: tuple[tuple[str, str], ...] = (
@@ -42,7 +45,8 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def make_photo_patches(split: str, n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Random square crops (40-110 px, inside the split's band), flipped and brightness-jittered, resized to ``size``."""
+    """Random square crops (40-110 px, inside the split's band), flipped, brightness-jittered, resized to ``size``,
+    seen through the task's lens (vignetting)."""
     rng = numpy_rng(seed, "photo_patches", split)
     labels = balanced_labels(rng, n, len(PHOTOS))
     images, ids = [], []
@@ -58,6 +62,7 @@ def make_photo_patches(split: str, n: int, seed: int, size: int) -> tuple[np.nda
         arr = np.asarray(patch, dtype=np.float32) * rng.uniform(0.85, 1.15)
         if rng.random() < 0.5:
             arr = arr[:, ::-1]
+        arr = arr * vignette(size, rng.uniform(0.4, 0.8))
         images.append(np.clip(arr, 0, 255).astype(np.uint8))
         ids.append(f"skimage:{PHOTOS[int(label)][0]}:{split}:x{x0}y{y0}s{crop}:{i}")
     return np.stack(images), labels, ids
@@ -68,6 +73,6 @@ PHOTO_PATCHES = TaskSpec(
     class_names=tuple(caption for _, caption in PHOTOS),
     templates=("a photo of {}.", "a close-up photo of {}."),
     origin="real",
-    source="crops of 10 real photographs shipped with scikit-image (astronaut, coffee, cat, rocket, brick, grass, gravel, cameraman, coins, Hubble deep field); disjoint bands per split",
+    source="crops of 10 real photographs shipped with scikit-image (astronaut, coffee, cat, rocket, brick, grass, gravel, cameraman, coins, Hubble deep field); disjoint bands per split; one vignetting lens",
     make_split=make_photo_patches,
 )
