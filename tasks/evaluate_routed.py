@@ -56,7 +56,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
     encoder = SwappableEncoder(module)
     stream = test_stream(params)
     model_bytes = tensor_bytes(base)
-    held = tensor_bytes(base) + tensor_bytes(load_single_model(route.feature_model)) + bank.nbytes + tensor_bytes(heads)
+    feature_weights = load_single_model(route.feature_model)
+    held = tensor_bytes(base) + tensor_bytes(feature_weights) + bank.nbytes + tensor_bytes(heads)
 
     def task_weights(index: int) -> dict[str, torch.Tensor]:
         return add_to_base(base, bank.task_delta(index))
@@ -81,7 +82,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     predictions = predictions_by_routing(assignments, classify, len(tasks), route.batch_size)
     seconds: dict[str, float] = {}
     if TIMED_ROUTER in routers:
-        server = RoutedClassifier(module, load_single_model(route.feature_model), task_weights, heads, tasks,
+        server = RoutedClassifier(module, feature_weights, task_weights, heads, tasks,
                                   routers[TIMED_ROUTER], preprocess, normalize_features=route.normalize)
         served, seconds[TIMED_ROUTER] = serve(lambda images, _: server.predict(images), stream, route.batch_size,
                                               f"{method}+{TIMED_ROUTER} (group-batch serving, timed)")
