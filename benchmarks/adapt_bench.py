@@ -5,6 +5,7 @@ forward and backward, and takes one Adam step; this script times steps of each m
 prints the median and the ratio to AdaMerging. Settings:
 
 - ``--model suite``: the default suite's tiny ViT, its real task vectors and heads (run the pipeline first).
+- ``--model suite-random``: the suite's architecture with random weights and task vectors (no pipeline run needed).
 - ``--model vit-b-32``: open_clip ViT-B/32's image encoder (87.8 M parameters, random weights: no download), 8
   random task vectors of realistic size, random heads, random 224-pixel inputs (the decomposition's SVDs are done
   once before timing and are not counted).
@@ -49,12 +50,12 @@ def suite_setting(batch: int):  # type: ignore[no-untyped-def]
             lambda state, pixels: encoder(state, pixels), batch_sampler(pools, batch, 0))
 
 
-def vit_setting(batch: int, tasks: int):  # type: ignore[no-untyped-def]
+def vit_setting(batch: int, tasks: int, name: str = "ViT-B-32"):  # type: ignore[no-untyped-def]
     from mergeflow.models.backbone import create_clip
     from mergeflow.routing.served import SwappableEncoder
 
     torch.manual_seed(0)
-    module = create_clip("ViT-B-32").visual
+    module = create_clip(name).visual
     encoder = SwappableEncoder(module)
     base = {key: value.detach().clone() for key, value in module.state_dict().items()}
     generator = torch.Generator().manual_seed(1)
@@ -68,7 +69,7 @@ def vit_setting(batch: int, tasks: int):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("suite", "vit-b-32"), default="suite", help="which setting (default suite)")
+    parser.add_argument("--model", choices=("suite", "suite-random", "vit-b-32"), default="suite", help="which setting (default suite)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per method (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--batch", type=int, default=16, help="inputs per task per step (default 16, as the papers)")
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model == "suite":
         base, vectors, heads, forward, batches = suite_setting(args.batch)
+    elif args.model == "suite-random":
+        base, vectors, heads, forward, batches = vit_setting(args.batch, args.tasks, "mf-vit-minilm")
     else:
         base, vectors, heads, forward, batches = vit_setting(args.batch, args.tasks)
     rows = []

@@ -10,6 +10,7 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, stack_factors
+from mergeflow.lora.router_encoder import RouterEmbedder, load_router_embedder
 from mergeflow.params import Params
 from mergeflow.statedict.io import read_safetensors, save_tensors
 from tasks._paths import lora_adapter_dir, lora_policy_path
@@ -31,6 +32,14 @@ def load_lora_bank(params: Params) -> FactorBank:
         factors.append(lora_factors(lora_state(adapted)))
         scalings.append(spec.scaling)
     return stack_factors(tasks, factors, scalings)
+
+
+def load_tr_router(params: Params) -> RouterEmbedder | None:
+    """TR-Merging's separate router encoder (lora.tr.router_encoder), or None to score with the base encoder."""
+    from mergeflow.data.suites import suite_kind
+
+    return load_router_embedder(params.lora.tr.router_encoder, suite_kind(params.suite.name), params.backbone.pretrained,
+                                params.suite.max_tokens)
 
 
 def save_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:

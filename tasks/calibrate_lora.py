@@ -1,7 +1,7 @@
 """The calibration half of stage serve_lora@METHOD: everything its serving half (evaluate_lora.py) needs to serve
 METHOD over the LoRA experts.
 
-tr: M base-encoder embeddings per task, then temperature and top-K chosen on validation; twin: the MLP router on the
+tr: M router-encoder embeddings per task (the base encoder's, or lora.tr.router_encoder's), then temperature and top-K chosen on validation; twin: the MLP router on the
 shared expert's features, its epoch chosen on validation; mad: per-task Gaussians of the weight-averaged LoRA model's
 features; experts, task_arithmetic, dawin: their settings only (they fit nothing). Test data is never read here.
 """
@@ -26,7 +26,7 @@ from mergeflow.routing.served import InputTransform
 from mergeflow.routing.twin import train_twin_router, twin_encoder
 from mergeflow.selection import describe, select_per_task
 from tasks._artifacts import load_split_tensors
-from tasks._lora_inputs import load_lora_bank, save_policy
+from tasks._lora_inputs import load_lora_bank, load_tr_router, save_policy
 from tasks._routing_inputs import load_encoder, load_heads
 from tasks._stage import run_stage
 
@@ -53,14 +53,19 @@ def _embed(encoder: MixedEncoder, preprocess: InputTransform, coefficients: torc
 def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, preprocess: InputTransform) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tr, tasks, batch = params.lora.tr, params.suite.tasks, params.lora.batch_size
     encoder = MixedEncoder(module, bank)
+    router = load_tr_router(params)
     zeros = torch.zeros(1, bank.size)
-    samples = [_embed(encoder, preprocess, zeros, images, batch) for images in _drawn_images(tasks, "train", tr.samples, tr.seed)]
+    drawn = _drawn_images(tasks, "train", tr.samples, tr.seed)
+    if router is None:
+        samples = [_embed(encoder, preprocess, zeros, images, batch) for images in drawn]
+    else:
+        samples = [extract_features(router, preprocess(images), batch) for images in drawn]
     validation = _drawn(tasks, "val", tr.val_samples, tr.seed)
     pixels = preprocess(torch.cat([images for images, _ in validation]))
     labels = torch.cat([labels for _, labels in validation])
     truth = torch.cat([torch.full((len(labels),), index) for index, (_, labels) in enumerate(validation)])
     heads = load_heads(tasks)
-    policy = TrPolicy(encoder, samples, tr.temperatures[0], tr.top_k[0], tr.form, tr.renormalize)
+    policy = TrPolicy(encoder, samples, tr.temperatures[0], tr.top_k[0], tr.form, tr.renormalize, router)
     scores = torch.cat([policy.scores(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
 
     def accuracy(_: str, choice: tuple[float, int]) -> float:
@@ -80,6 +85,7 @@ def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, pre
     tensors = {f"samples/{task}": rows for task, rows in zip(tasks, samples)}
     grid_scores = [{"temperature": t, "top_k": kk, "val_accuracy": a} for (t, kk), a in selection.scores["all"].items()]
     return tensors, {"temperature": temperature, "top_k": k, "form": tr.form, "renormalize": tr.renormalize,
+                     "router_encoder": tr.router_encoder,
                      "samples": tr.samples, "val_samples": tr.val_samples, "grid": grid_scores}
 
 

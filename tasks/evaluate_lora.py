@@ -23,7 +23,7 @@ from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
 from mergeflow.routing.twin import load_twin_router, twin_encoder
-from tasks._lora_inputs import load_lora_bank, load_policy
+from tasks._lora_inputs import load_lora_bank, load_policy, load_tr_router
 from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream
 from tasks._stage import run_stage
@@ -43,9 +43,10 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
 
 
-def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any], tasks: list[str], bank: FactorBank,
+def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any], params: Params, bank: FactorBank,
                  module: torch.nn.Module, heads: list[torch.Tensor]) -> tuple[Policy, int]:
     """The method's policy from its calibration file, and the bytes its router holds beyond the encoder."""
+    tasks = params.suite.tasks
     if method == "twin":
         router = _prefixed(tensors, "router/")
         encoder = twin_encoder(module, bank, settings["shared_scale"], settings["density"])
@@ -59,7 +60,10 @@ def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[s
         return DawinPolicy(encoder, heads, settings["scale"], settings["head"]), 0
     if method == "tr":
         samples = [tensors[f"samples/{task}"] for task in tasks]
-        return TrPolicy(encoder, samples, settings["temperature"], settings["top_k"], settings["form"], settings["renormalize"]), tensor_bytes(samples)
+        router_model = load_tr_router(params)
+        held = tensor_bytes(samples) + (router_model.parameter_bytes() if router_model is not None else 0)
+        return TrPolicy(encoder, samples, settings["temperature"], settings["top_k"], settings["form"], settings["renormalize"],
+                        router_model), held
     if method == "mad":
         router = _prefixed(tensors, "router/")
         return MadPolicy(encoder, Router.from_state("mad", tasks, router)), tensor_bytes(router)
@@ -73,7 +77,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     bank, heads = load_lora_bank(params), load_heads(tasks)
     module, preprocess = load_encoder(params)
     tensors, settings = load_policy(method)
-    policy, router_bytes = build_policy(method, tensors, settings, tasks, bank, module, heads)
+    policy, router_bytes = build_policy(method, tensors, settings, params, bank, module, heads)
     stream = test_stream(params)
     if method == "dawin" and settings["mode"] == "dataset_mean":
         # the authors' multi-task mode: mean coefficients over each dataset's test inputs, one merge per dataset

@@ -28,13 +28,15 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
     _, tokenizer = load_text_backbone(params.backbone.pretrained)
     splits = {}
     for split in SPLITS:
-        texts, labels, ids = spec.make_split(split, getattr(params.suite.samples, split), params.suite.seed)
-        splits[split] = TextSplit(spec.name, split, texts, labels.astype(np.int64), ids, list(spec.class_names))
+        rows, labels, ids = spec.make_split(split, getattr(params.suite.samples, split), params.suite.seed)
+        texts, pairs = ([first for first, _ in rows], [second for _, second in rows]) if spec.paired else (rows, None)
+        splits[split] = TextSplit(spec.name, split, texts, labels.astype(np.int64), ids, list(spec.class_names), pairs)
     for split, data in splits.items():
         write_text_split(split_path(spec.name, split), data)
-        token_ids = tokenize(tokenizer, data.texts, params.suite.max_tokens)
+        token_ids = tokenize(tokenizer, data.texts, params.suite.max_tokens, pairs=data.pairs)
         save_tensors(tokens_path(spec.name, split), {"token_ids": token_ids, "labels": torch.from_numpy(data.labels)})
-        print(f"{spec.name}/{split}: {len(data.labels)} sentences, {spec.num_classes} classes, {token_ids.shape[1]} tokens each")
+        kind = "sentence pairs" if data.pairs is not None else "sentences"
+        print(f"{spec.name}/{split}: {len(data.labels)} {kind}, {spec.num_classes} classes, {token_ids.shape[1]} tokens each")
 
 
 def build(args: argparse.Namespace, params: Params) -> None:

@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
+from mergeflow.data.suites import suite_kind
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.regime import format_regime_table, regime_figures, regime_record, task_identity_probe
 from mergeflow.params import Params
@@ -27,11 +28,12 @@ def build(args: argparse.Namespace, params: Params) -> None:
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"cannot read {REPORTS / 'results.parquet'} ({exc}); run the results stage") from exc
     probe = task_identity_probe([features[f"{t}/train"] for t in tasks], [features[f"{t}/test"] for t in tasks])
-    figures = regime_figures(results, params.suite.name, tasks, probe)
-    record = regime_record(figures, probe, tasks)
+    kind = suite_kind(params.suite.name)
+    figures = regime_figures(results, params.suite.name, tasks, probe, kind)
+    record = regime_record(figures, probe, tasks, kind)
     write_text_atomic(REGIME, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"regime of {params.suite.name} ({len(tasks)} tasks, test splits):")
-    print(format_regime_table(figures))
+    print(format_regime_table(figures, kind))
     print("task identity per task: " + ", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, probe.per_task)))
 
 

@@ -15,6 +15,7 @@ from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
 from mergeflow.reporting.lora_report import build_lora_report
 from mergeflow.reporting.mad_report import build_report
+from mergeflow.data.suites import suite_kind
 from mergeflow.reporting.paper import build_paper_report
 from mergeflow.reporting.regime_report import build_regime_report
 from mergeflow.reporting.tables import Heatmap
@@ -42,7 +43,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     parts = [
         build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary),
         build_regime_report(regime, params.suite.tasks),
-        build_paper_report(params.suite.name, params.suite.tasks, results),
+        build_paper_report(params.suite.name, params.suite.tasks, results, suite_kind(params.suite.name)),
         build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
                                 results[results["suite"] == params.suite.name], adaptation,
                                 {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),

@@ -224,6 +224,7 @@ def test_base_features_then_regime_stage_on_fake_inputs(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(base_features, "classifier_for", lambda params, task: _FakeClassifier())
     monkeypatch.setattr(base_features, "load_split_tensors", lambda task, split: (None, splits[task, split], torch.zeros(0)))
+    monkeypatch.setattr(regime, "suite_kind", lambda name: "vision")  # the fake suite is not registered
     params = types.SimpleNamespace(suite=types.SimpleNamespace(name=SUITE, tasks=TASKS),
                                    evaluate=types.SimpleNamespace(batch_size=16))
     base_features.build(argparse_namespace(), params)  # type: ignore[arg-type]
@@ -244,3 +245,31 @@ def test_base_features_then_regime_stage_on_fake_inputs(tmp_path: Path, monkeypa
 
 def argparse_namespace() -> argparse.Namespace:
     return argparse.Namespace()
+
+
+def test_text_suites_are_held_to_the_language_papers_targets() -> None:
+    """Fine-tuned >= 85 % and TA <= fine-tuned - 10 points; zero-shot and the probe are reported, not judged."""
+    table = _table(_rows("pretrained", "oracle", [0.2] * 3), _rows("finetuned", "oracle", [0.9] * 3),
+                   _rows("task_arithmetic", "oracle", [0.7] * 3))
+    figures = regime_figures(table, SUITE, TASKS, _probe(0.6), kind="text")
+    assert {f.key: f.verdict for f in figures} == {"zero_shot": "REPORTED", "finetuned": "PASS",
+                                                   "task_arithmetic": "PASS", "task_identity": "REPORTED"}
+    record = regime_record(figures, _probe(0.6), TASKS, "text")
+    assert record["all_pass"] and record["kind"] == "text"
+    assert "RoBERTa" in format_regime_table(figures, "text")
+    easy = _table(_rows("finetuned", "oracle", [0.9] * 3), _rows("task_arithmetic", "oracle", [0.85] * 3))
+    assert {f.key: f.verdict for f in regime_figures(easy, SUITE, TASKS, None, kind="text")}["task_arithmetic"] == "FAIL"
+
+
+def test_text_paper_table_reads_the_lora_rows_and_checks_the_language_orderings() -> None:
+    lora = [("toy-lora", method, router, task, "accuracy", value)
+            for method, router, value in (("task_arithmetic", "none", 0.6), ("twin_merging", "twin", 0.8), ("tr_merging", "tr", 0.7))
+            for task in TASKS]
+    table = pd.concat([_table(_rows("finetuned", "oracle", [0.9] * 3), _rows("task_arithmetic", "oracle", [0.7] * 3)),
+                       pd.DataFrame(lora, columns=["suite", "method", "router", "task", "metric", "value"])])
+    frame = paper_table(table, SUITE, TASKS, "text").set_index("method")
+    assert frame.loc["LoRA: TR-Merging", "ours"] == "70.0" and frame.loc["Task Arithmetic", "ours"] == "70.0"
+    assert frame.loc["LoRA: TR-Merging", "paper (language models, GLUE / NLP tasks)"] == "83.0"
+    summary = dict(ordering_summary(check_orderings(table, SUITE, TASKS, "text")).values)
+    assert summary["LoRA experts: TR-Merging > Twin-Merging > Task Arithmetic"] == "no"  # TR 70 < Twin 80
+    assert "RoBERTa-base" in build_paper_report(SUITE, TASKS, table, "text").markdown

@@ -280,8 +280,12 @@ class LoraScaleParams(_Section):
 
 
 class TrParams(_Section):
-    """TR-Merging: M samples per task embedded by the base encoder; temperature and top-K chosen on validation."""
+    """TR-Merging: M samples per task embedded by the router encoder; temperature and top-K chosen on validation.
 
+    ``router_encoder``: ``base`` (the suite's pretrained encoder) or a sentence-embedding model (``package:NAME``, a
+    local folder, a Hugging Face id), as the paper's BGE-small; text suites only."""
+
+    router_encoder: str = Field(min_length=1)
     samples: PositiveInt
     seed: NonNegativeInt
     form: Literal["written", "scaled"]

@@ -69,3 +69,18 @@ def test_mlp_lora_targets_name_the_mlp_and_not_attention(minilm) -> None:  # typ
     assert set(targets) == {f"layer.{i}.{part}.dense" for i in range(6) for part in ("intermediate", "output")}
     with pytest.raises(MergeflowError, match="no BERT-style"):
         mlp_lora_targets(torch.nn.Linear(2, 2))
+
+
+def test_pairs_are_encoded_as_pairs_with_bert_segment_ids() -> None:
+    """[CLS] A [SEP] B [SEP]; segment 1 after the first separator, as the tokenizer's own token_type_ids."""
+    from mergeflow.models.text_encoder import load_text_encoder, tokenize
+
+    encoder, tokenizer = load_text_encoder()
+    ids = tokenize(tokenizer, ["Who bought bread?", "Fine."], 24, pairs=["Anna bought bread.", "Yes it is."])
+    expected = tokenizer(["Who bought bread?", "Fine."], ["Anna bought bread.", "Yes it is."], padding="max_length",
+                         max_length=24, return_tensors="pt")
+    assert ids.tolist() == expected["input_ids"].tolist()
+    mask = ids != tokenizer.pad_token_id
+    assert encoder.segment_ids(ids, mask).tolist() == (expected["token_type_ids"] * mask).tolist()
+    single = tokenize(tokenizer, ["Anna bought bread."], 16)
+    assert int(encoder.segment_ids(single, single != tokenizer.pad_token_id).sum()) == 0

@@ -20,8 +20,9 @@ from mergeflow.data.task_spec import SPLITS, balanced_labels
 from mergeflow.errors import MergeflowError
 from mergeflow.seeding import numpy_rng
 
-# make_split(split, n, seed) -> (texts, labels int64 (n,), sample ids)
+# make_split(split, n, seed) -> (texts, labels int64 (n,), sample ids); a paired task's texts are (first, second) pairs
 TextSplitMaker = Callable[[str, int, int], tuple[list[str], np.ndarray, list[str]]]
+PairSplitMaker = Callable[[str, int, int], tuple[list[tuple[str, str]], np.ndarray, list[str]]]
 
 # Hash buckets out of 20 per split: 70 % / 10 % / 20 % of all sentences a task can generate.
 SPLIT_BUCKETS: dict[str, range] = {"train": range(0, 14), "val": range(14, 16), "test": range(16, 20)}
@@ -30,13 +31,16 @@ DRAWS_PER_SENTENCE = 400
 
 @dataclass(frozen=True)
 class TextTaskSpec:
-    """A text task of an offline suite. ``origin`` and ``source`` say honestly where its sentences come from."""
+    """A text task of an offline suite. ``origin`` and ``source`` say honestly where its sentences come from.
+
+    ``paired`` tasks (GLUE's sentence-pair form) make (first, second) pairs, encoded with the tokenizer's pair encoding."""
 
     name: str
     class_names: tuple[str, ...]
     origin: Literal["real", "generated"]
     source: str
-    make_split: TextSplitMaker
+    make_split: TextSplitMaker | PairSplitMaker
+    paired: bool = False
 
     @property
     def num_classes(self) -> int:

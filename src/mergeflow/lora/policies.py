@@ -9,7 +9,7 @@ reported beside the accuracy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -69,7 +69,8 @@ class ConstantPolicy:
 
 @dataclass
 class TrPolicy:
-    """TR-Merging: mean cosine to each task's M sample embeddings (the base model's features), temperature, top-K."""
+    """TR-Merging: mean cosine to each task's M sample embeddings, temperature, top-K. The embeddings are the
+    ``router``'s (a separate sentence embedder, as the paper's BGE-small) or, without one, the base model's features."""
 
     encoder: MixedEncoder
     task_samples: list[torch.Tensor]
@@ -77,10 +78,16 @@ class TrPolicy:
     k: int
     form: str = "written"
     renormalize: bool = False
+    router: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """What the router compares: the router encoder's embedding, or the base model's (no expert mixed in)."""
+        if self.router is not None:
+            return self.router(pixels)
+        return self.encoder(pixels, torch.zeros(pixels.shape[0], self.encoder.experts))
 
     def scores(self, pixels: torch.Tensor) -> torch.Tensor:
-        embeddings = self.encoder(pixels, torch.zeros(pixels.shape[0], self.encoder.experts))
-        return mean_cosine_scores(embeddings, self.task_samples)
+        return mean_cosine_scores(self.embed(pixels), self.task_samples)
 
     def weights(self, scores: torch.Tensor) -> torch.Tensor:
         return top_k(routing_weights(scores, self.temperature, self.form), self.k, renormalize=self.renormalize).float()

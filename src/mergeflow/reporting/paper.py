@@ -20,7 +20,8 @@ APPROX_POINTS = 1.0   # a ≈ b: within this many percentage points of each othe
 
 MAD = "MAD (Training-free task classification for multi-task model merging, ICLR 2026 submission; shared/seeds/000_*)"
 ADARANK = "AdaRank (Lee et al., arXiv:2503.22178; shared/seeds/003_*)"
-SOURCES = {"MAD": MAD, "AdaRank": ADARANK}
+TR = "TR-Merging (Training-free router for model merging, shared/seeds/004_*)"
+SOURCES = {"MAD": MAD, "AdaRank": ADARANK, "TR-Merging": TR}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Item:
     method: str | None
     router: str
     metric: str = "accuracy"
+    suite_suffix: str = ""  # "-lora": the LoRA-expert rows (suite "<suite>-lora")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,32 @@ PAPER: tuple[PaperFigure, ...] = (
     *(PaperFigure(ROUTE_KNN[k], v, "MAD", "Table F3") for k, v in ((1, 93.7), (3, 92.5), (5, 91.7), (10, 89.4))),
 )
 
+# Text suites: the language papers' settings (RoBERTa-base on 7 GLUE tasks, AdaRank; Qwen2.5-0.5B-Instruct LoRA on
+# 5 GLUE tasks, TR-Merging; T5-large on 7 NLP tasks, MAD), each quoted as its paper prints it.
+LORA_TA = Item("LoRA: Task Arithmetic", "task_arithmetic", "none", suite_suffix="-lora")
+LORA_TWIN = Item("LoRA: Twin-Merging", "twin_merging", "twin", suite_suffix="-lora")
+LORA_TR = Item("LoRA: TR-Merging", "tr_merging", "tr", suite_suffix="-lora")
+LORA_FINETUNED = Item("LoRA: fine-tuned experts", "finetuned", "oracle", suite_suffix="-lora")
+PAPER_TEXT: tuple[PaperFigure, ...] = (
+    PaperFigure(FINETUNED, 84.8, "AdaRank", "Table 2, RoBERTa (individual)"),
+    PaperFigure(TASK_ARITHMETIC, 67.2, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(TIES, 64.4, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(TSV_M, 66.9, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(CART, 70.0, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(TA_ADAMERGING, 67.6, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(TA_ADARANK, 70.3, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(TSV_ADARANK, 73.1, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(CART_ADARANK, 75.5, "AdaRank", "Table 2, RoBERTa"),
+    PaperFigure(WEIGHT_AVERAGING, 59.6, "MAD", "Table 3, T5-large"),
+    PaperFigure(TALL_MAD, 84.7, "MAD", "Table 3, T5-large (TM-TA + MAD; fine-tuned 88.8)"),
+    PaperFigure(TALL_TIES_MAD, 85.2, "MAD", "Table 3, T5-large (TM-TIES + MAD)"),
+    PaperFigure(EMR_MAD, 87.5, "MAD", "Table 3, T5-large"),
+    PaperFigure(LORA_FINETUNED, 79.1, "TR-Merging", "Table 1, Qwen2.5-0.5B (multi-task; experts 77.3-85.3 on their tasks)"),
+    PaperFigure(LORA_TA, 66.4, "TR-Merging", "Table 1, Qwen2.5-0.5B LoRA, 5 GLUE tasks"),
+    PaperFigure(LORA_TWIN, 82.4, "TR-Merging", "Table 1, Qwen2.5-0.5B LoRA, 5 GLUE tasks"),
+    PaperFigure(LORA_TR, 83.0, "TR-Merging", "Table 1, Qwen2.5-0.5B LoRA, 5 GLUE tasks"),
+)
+
 Tier = tuple[Item, ...]
 
 # (name, tiers, relations between neighbouring tiers): the papers' orderings (issue 13).
@@ -107,8 +135,20 @@ ORDERINGS: tuple[tuple[str, tuple[Tier, ...], tuple[str, ...]], ...] = (
 )
 
 
+ORDERINGS_TEXT: tuple[tuple[str, tuple[Tier, ...], tuple[str, ...]], ...] = (
+    ("accuracy: fine-tuned ≥ TALL + MAD > TIES/TA > weight averaging (MAD, Table 3)",
+     ((FINETUNED,), (TALL_MAD,), (TIES, TASK_ARITHMETIC), (WEIGHT_AVERAGING,)), ("≥", ">", ">")),
+    ("adaptation: TA + AdaRank > TA + AdaMerging > TA", ((TA_ADARANK,), (TA_ADAMERGING,), (TASK_ARITHMETIC,)), (">", ">")),
+    ("adaptation: CART + AdaRank > CART", ((CART_ADARANK,), (CART,)), (">",)),
+    ("LoRA experts: TR-Merging > Twin-Merging > Task Arithmetic", ((LORA_TR,), (LORA_TWIN,), (LORA_TA,)), (">", ">")),
+)
+SETTINGS = {"vision": (PAPER, ORDERINGS, "paper (CLIP ViT-B/32, 8 tasks)"),
+            "text": (PAPER_TEXT, ORDERINGS_TEXT, "paper (language models, GLUE / NLP tasks)")}
+
+
 def measure(results: pd.DataFrame, suite: str, tasks: Sequence[str], item: Item) -> float | None:
     """Our task average in percent, or None when the results table lacks it (a method not run in this profile)."""
+    suite = suite + item.suite_suffix
     method = item.method
     if method is None:
         rows = results[(results["suite"] == suite) & (results["router"] == item.router) & (results["metric"] == item.metric)]
@@ -139,11 +179,11 @@ def _tier(values: dict[Item, float | None], tier: Tier) -> tuple[str, list[float
     return "/".join(f"{_short(item)} {value:.1f}" for item, value in present), [value for _, value in present]
 
 
-def check_orderings(results: pd.DataFrame, suite: str, tasks: Sequence[str]) -> pd.DataFrame:
+def check_orderings(results: pd.DataFrame, suite: str, tasks: Sequence[str], kind: str = "vision") -> pd.DataFrame:
     """One row per link of every ordering: the two sides with our numbers and whether it holds here
     ("not measured" when a side has none of its methods in the results table)."""
     rows = []
-    for name, tiers, relations in ORDERINGS:
+    for name, tiers, relations in SETTINGS[kind][1]:
         values = {item: measure(results, suite, tasks, item) for tier in tiers for item in tier}
         for relation, left, right in zip(relations, tiers, tiers[1:]):
             left_text, left_values = _tier(values, left)
@@ -168,33 +208,44 @@ def ordering_summary(links: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_table(results: pd.DataFrame, suite: str, tasks: Sequence[str]) -> pd.DataFrame:
+def paper_table(results: pd.DataFrame, suite: str, tasks: Sequence[str], kind: str = "vision") -> pd.DataFrame:
     """Each quoted paper figure next to ours (percent; '-' = not run in this profile)."""
+    figures, _, column = SETTINGS[kind]
     rows = []
-    for figure in PAPER:
+    for figure in figures:
         ours = measure(results, suite, tasks, figure.item)
         rows.append({
             "method": figure.item.label,
-            "results key": f"{figure.item.method or '*'} / {figure.item.router} / {figure.item.metric}",
-            "paper (CLIP ViT-B/32, 8 tasks)": f"{figure.value:.1f}",
+            "results key": f"{figure.item.method or '*'} / {figure.item.router} / {figure.item.metric}"
+                           + (f" (suite {suite}{figure.item.suite_suffix})" if figure.item.suite_suffix else ""),
+            column: f"{figure.value:.1f}",
             "source": f"{figure.source}, {figure.where}",
             "ours": "-" if ours is None else f"{ours:.1f}",
         })
     return pd.DataFrame(rows)
 
 
-def build_paper_report(suite: str, tasks: Sequence[str], results: pd.DataFrame) -> Report:
+def build_paper_report(suite: str, tasks: Sequence[str], results: pd.DataFrame, kind: str = "vision") -> Report:
     """The "Paper vs this benchmark" part of reports/report.md."""
-    links = check_orderings(results, suite, tasks)
+    links = check_orderings(results, suite, tasks, kind)
+    if kind == "text":
+        intro = ("The papers' numbers are **quoted constants** from three language settings, not measured here: "
+                 f"RoBERTa-base on 7 GLUE tasks ({ADARANK}, Table 2), Qwen2.5-0.5B-Instruct LoRA experts on 5 GLUE "
+                 f"tasks ({TR}, Table 1) and T5-large on 7 NLP tasks ({MAD}, Table 3). Their models, tasks and "
+                 "checkpoints differ from each other and from ours, so compare orderings, not figures. Ours: "
+                 f"`{suite}` (LoRA rows: `{suite}-lora`), average over its {len(tasks)} tasks' test splits, from "
+                 "`reports/results.parquet`; adapted rows are the final step.")
+    else:
+        intro = ("The papers' numbers are **quoted constants** (CLIP ViT-B/32 fine-tuned on 8 real datasets), not measured "
+                 f"here. Sources: {ADARANK}; {MAD}. The two papers use different fine-tuned checkpoints (fine-tuned 90.5 vs "
+                 f"92.8), so compare orderings within a paper rather than figures across them. Ours: `{suite}`, average "
+                 f"over its {len(tasks)} tasks' test splits, from `reports/results.parquet`. Routing rows are routing "
+                 "accuracy (the share of test inputs routed to their own task); adapted rows (AdaMerging, AdaRank) are the "
+                 "final step, one model for every input with each task's head.")
     sections = [
         "# Paper vs this benchmark",
-        "The papers' numbers are **quoted constants** (CLIP ViT-B/32 fine-tuned on 8 real datasets), not measured here. "
-        f"Sources: {ADARANK}; {MAD}. The two papers use different fine-tuned checkpoints (fine-tuned 90.5 vs 92.8), so "
-        f"compare orderings within a paper rather than figures across them. Ours: `{suite}`, average over its "
-        f"{len(tasks)} tasks' test splits, from `reports/results.parquet`. Routing rows are routing accuracy (the share "
-        "of test inputs routed to their own task); adapted rows (AdaMerging, AdaRank) are the final step, one model "
-        "for every input with each task's head.",
-        markdown(paper_table(results, suite, tasks)),
+        intro,
+        markdown(paper_table(results, suite, tasks, kind)),
         "## The papers' orderings, checked on our numbers",
         f"Computed from the results table on every run. `a > b`: a is higher; `a ≥ b`: a is not lower; `a ≈ b`: within "
         f"{APPROX_POINTS:g} percentage point of each other. A tier `b/c` means every member: `a > b/c` holds when a "

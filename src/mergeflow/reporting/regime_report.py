@@ -40,7 +40,7 @@ def build_regime_report(record: Mapping[str, Any], tasks: Sequence[str]) -> Repo
         "merge@task_arithmetic built it, its scale chosen on validation); task identity is a multinomial logistic "
         "regression on the base model's features of every training input of every task (label = which task), scored "
         f"on the test split. Here **{verdict}**.",
-        markdown(regime_frame(figures)),
+        markdown(regime_frame(figures, record.get("kind", "vision"))),
     ]
     probe = record.get("probe")
     if probe is not None:

@@ -1,0 +1,102 @@
+"""Paraphrase tasks: MRPC-like (do two statements say the same thing?) and QQP-like (do two questions ask the same?).
+
+MRPC-like pairs come from the shared event world (``world.py``): "equivalent" pairs state one event in two surface
+forms (voice, synonym verb, fronted time); "not equivalent" pairs change one thing, and half of those changes keep
+the second sentence *true* (a detail dropped or generalised: it follows, but says less). The entailment tasks label
+exactly those pairs "entailment", so the two tasks need different decisions on the same kind of input.
+
+QQP-like pairs are how-to questions about household jobs: duplicates ask the same thing in other words (synonym
+verbs and objects, other question frames); non-duplicates keep the topic but ask something else (cost, time,
+reason) or ask the same about another object. Labels as GLUE: MRPC 0 not_equivalent, 1 equivalent; QQP 0
+not_duplicate, 1 duplicate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mergeflow.data.text_task_spec import TextTaskSpec
+from mergeflow.data.text_tasks.glue import world
+from mergeflow.data.text_tasks.glue.pairs import Pair, generated_pair_split
+from mergeflow.data.text_tasks.grammar import capitalise, pick
+
+# The changes that make a second statement not equivalent; the first two keep it true (it follows from the first).
+WEAKER = ("drop_detail", "generalise")
+DIFFERENT = ("swap_subject", "swap_thing", "swap_time", "contradict", "add_detail")
+
+
+def _changed(rng: np.random.Generator, event: world.Event) -> world.Event:
+    """One edit that makes the statement say something else (half of them: say less)."""
+    kind = pick(rng, WEAKER) if rng.random() < 0.5 else pick(rng, DIFFERENT)
+    if kind == "drop_detail":
+        dropped = world.drop_detail(rng, event)
+        return dropped if dropped is not None else world.generalise(rng, event)
+    return getattr(world, kind)(rng, event)
+
+
+def mrpc_pair(rng: np.random.Generator, label: int) -> Pair:
+    event = world.random_event(rng)
+    first = world.render(rng, event)
+    second = world.render(rng, event if label == 1 else _changed(rng, event))
+    return first, second
+
+
+# (verb synonyms, object synonyms): a household job asked about in several wordings.
+JOBS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("fix", "repair"), ("a leaking tap", "a dripping tap")),
+    (("unblock", "clear"), ("a kitchen sink", "a blocked sink")),
+    (("paint", "repaint"), ("a wooden fence", "a garden fence")),
+    (("clean", "wash"), ("a greasy oven", "a dirty oven")),
+    (("remove", "get rid of"), ("mould from a bathroom wall", "black mould in a bathroom")),
+    (("hang", "put up"), ("a heavy mirror", "a large mirror")),
+    (("replace", "change"), ("a bicycle chain", "a bike chain")),
+    (("grow", "plant"), ("tomatoes on a balcony", "balcony tomatoes")),
+    (("train", "teach"), ("a puppy to sit", "a young dog to sit")),
+    (("store", "keep"), ("fresh herbs", "cut herbs")),
+    (("sharpen", "hone"), ("a kitchen knife", "a chef's knife")),
+    (("insulate", "draught-proof"), ("an old window", "a draughty window")),
+)
+INTENTS: dict[str, tuple[str, ...]] = {
+    "how": ("How do I {v} {o}?", "What is the best way to {v} {o}?", "How can I {v} {o} myself?",
+            "Any tips on how to {v} {o}?", "What is the easiest way to {v} {o}?"),
+    "cost": ("How much does it cost to {v} {o}?", "What should I expect to pay to {v} {o}?",
+             "Is it expensive to {v} {o}?"),
+    "time": ("How long does it take to {v} {o}?", "How much time do I need to {v} {o}?"),
+    "tools": ("What tools do I need to {v} {o}?", "Which tools should I buy to {v} {o}?"),
+    "professional": ("Should I hire someone to {v} {o}?", "Is it worth paying a professional to {v} {o}?"),
+}
+
+
+def _question(rng: np.random.Generator, job: int, intent: str) -> str:
+    verbs, objects = JOBS[job]
+    return capitalise(pick(rng, INTENTS[intent]).format(v=pick(rng, verbs), o=pick(rng, objects)))
+
+
+def qqp_pair(rng: np.random.Generator, label: int) -> Pair:
+    job, intent = int(rng.integers(len(JOBS))), pick(rng, tuple(INTENTS))
+    first = _question(rng, job, intent)
+    if label == 1:
+        return first, _question(rng, job, intent)
+    if rng.random() < 0.6:  # same job, another question
+        return first, _question(rng, job, pick(rng, tuple(name for name in INTENTS if name != intent)))
+    return first, _question(rng, pick(rng, tuple(i for i in range(len(JOBS)) if i != job)), intent)  # same question, another job
+
+
+def make_mrpc_like(split: str, n: int, seed: int) -> tuple[list[Pair], np.ndarray, list[str]]:
+    return generated_pair_split("mrpc_like", split, n, seed, 2, mrpc_pair)
+
+
+def make_qqp_like(split: str, n: int, seed: int) -> tuple[list[Pair], np.ndarray, list[str]]:
+    return generated_pair_split("qqp_like", split, n, seed, 2, qqp_pair)
+
+
+MRPC_LIKE = TextTaskSpec(
+    name="mrpc_like", class_names=("not_equivalent", "equivalent"), origin="generated", paired=True,
+    source="generated by rules (MRPC's form): two statements of one invented event, reworded or changed in one detail",
+    make_split=make_mrpc_like,
+)
+QQP_LIKE = TextTaskSpec(
+    name="qqp_like", class_names=("not_duplicate", "duplicate"), origin="generated", paired=True,
+    source="generated by rules (QQP's form): two how-to questions about invented household jobs, same ask or not",
+    make_split=make_qqp_like,
+)
