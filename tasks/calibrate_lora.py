@@ -1,9 +1,10 @@
 """The calibration half of stage serve_lora@METHOD: everything its serving half (evaluate_lora.py) needs to serve
 METHOD over the LoRA experts.
 
-tr: M router-encoder embeddings per task (the base encoder's, or lora.tr.router_encoder's), then temperature and top-K chosen on validation; twin: the MLP router on the
-shared expert's features, its epoch chosen on validation; mad: per-task Gaussians of the weight-averaged LoRA model's
-features; experts, task_arithmetic, dawin: their settings only (they fit nothing). Test data is never read here.
+tr: M router-encoder embeddings per task (the base encoder's, or lora.tr.router_encoder's), then temperature and
+top-K chosen on validation; twin: the MLP router on the shared expert's features, its epoch chosen on validation;
+mad: per-task Gaussians of the weight-averaged LoRA model's features; experts, task_arithmetic, dawin: their
+settings only (they fit nothing). Test data is never read here.
 """
 
 from __future__ import annotations
