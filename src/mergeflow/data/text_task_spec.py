@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ PairSplitMaker = Callable[[str, int, int], tuple[list[tuple[str, str]], np.ndarr
 # Hash buckets out of 20 per split: 70 % / 10 % / 20 % of all sentences a task can generate.
 SPLIT_BUCKETS: dict[str, range] = {"train": range(0, 14), "val": range(14, 16), "test": range(16, 20)}
 DRAWS_PER_SENTENCE = 400
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,26 +59,35 @@ def split_of(text: str) -> str:
     return next(split for split, buckets in SPLIT_BUCKETS.items() if bucket in buckets)
 
 
-def generated_text_split(task: str, split: str, n: int, seed: int, num_classes: int,
-                         draw: Callable[[np.random.Generator, int], str]) -> tuple[list[str], np.ndarray, list[str]]:
-    """A balanced split of distinct sentences: ``draw(rng, label)`` writes one sentence of the class from the split's stream."""
+def distinct_balanced_split(task: str, split: str, n: int, seed: int, num_classes: int,
+                            draw: Callable[[np.random.Generator, int], T], key: Callable[[T], str | None],
+                            belongs: Callable[[T], bool], what: str = "sentences") -> tuple[list[T], np.ndarray, list[str]]:
+    """A balanced split of distinct rows by rejection: ``draw(rng, label)`` writes one row of the class from the
+    split's stream; a row is kept if its ``key`` (None = unusable) is new and it ``belongs`` to this split."""
     if split not in SPLITS:
         raise MergeflowError(f"{task}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if n < 0:
-        raise MergeflowError(f"{task}/{split}: a split needs n >= 0 sentences, got {n}")
+        raise MergeflowError(f"{task}/{split}: a split needs n >= 0 {what}, got {n}")
     rng = numpy_rng(seed, task, split)
     labels = balanced_labels(rng, n, num_classes)
     seen: set[str] = set()
-    texts: list[str] = []
+    rows: list[T] = []
     for label in labels:
         for _ in range(DRAWS_PER_SENTENCE):
-            text = draw(rng, int(label))
-            key = normalised_wording(text)
-            if key not in seen and split_of(text) == split:
+            row = draw(rng, int(label))
+            row_key = key(row)
+            if row_key is not None and row_key not in seen and belongs(row):
                 break
         else:
-            raise MergeflowError(f"{task}/{split}: the templates ran out of new sentences for class {int(label)} after "
-                                 f"{len(texts)} of {n}; ask for a smaller split")
-        seen.add(key)
-        texts.append(text)
-    return texts, labels, [f"generated:{task}:{split}:{i}" for i in range(n)]
+            raise MergeflowError(f"{task}/{split}: the templates ran out of new {what} for class {int(label)} after "
+                                 f"{len(rows)} of {n}; ask for a smaller split")
+        seen.add(row_key)
+        rows.append(row)
+    return rows, labels, [f"generated:{task}:{split}:{i}" for i in range(n)]
+
+
+def generated_text_split(task: str, split: str, n: int, seed: int, num_classes: int,
+                         draw: Callable[[np.random.Generator, int], str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """A balanced split of distinct sentences: ``draw(rng, label)`` writes one sentence of the class from the split's stream."""
+    return distinct_balanced_split(task, split, n, seed, num_classes, draw, normalised_wording,
+                                   lambda text: split_of(text) == split)

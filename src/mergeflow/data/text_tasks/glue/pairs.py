@@ -10,34 +10,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mergeflow.data.task_spec import SPLITS, balanced_labels
-from mergeflow.data.text_task_spec import DRAWS_PER_SENTENCE, normalised_wording, split_of
-from mergeflow.errors import MergeflowError
-from mergeflow.seeding import numpy_rng
+from mergeflow.data.text_task_spec import distinct_balanced_split, normalised_wording, split_of
 
 Pair = tuple[str, str]
+
+
+def _pair_key(pair: Pair) -> str | None:
+    """Both sentences' wording, in order; None when the two say the same words (not a pair worth labelling)."""
+    first, second = normalised_wording(pair[0]), normalised_wording(pair[1])
+    return None if first == second else f"{first} || {second}"
 
 
 def generated_pair_split(task: str, split: str, n: int, seed: int, num_classes: int,
                          draw: Callable[[np.random.Generator, int], Pair]) -> tuple[list[Pair], np.ndarray, list[str]]:
     """A balanced split of distinct pairs: ``draw(rng, label)`` writes one pair of the class from the split's stream."""
-    if split not in SPLITS:
-        raise MergeflowError(f"{task}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if n < 0:
-        raise MergeflowError(f"{task}/{split}: a split needs n >= 0 pairs, got {n}")
-    rng = numpy_rng(seed, task, split)
-    labels = balanced_labels(rng, n, num_classes)
-    seen: set[str] = set()
-    pairs: list[Pair] = []
-    for label in labels:
-        for _ in range(DRAWS_PER_SENTENCE):
-            first, second = draw(rng, int(label))
-            key = normalised_wording(first) + " || " + normalised_wording(second)
-            if key not in seen and split_of(first) == split and normalised_wording(first) != normalised_wording(second):
-                break
-        else:
-            raise MergeflowError(f"{task}/{split}: the rules ran out of new pairs for class {int(label)} after "
-                                 f"{len(pairs)} of {n}; ask for a smaller split")
-        seen.add(key)
-        pairs.append((first, second))
-    return pairs, labels, [f"generated:{task}:{split}:{i}" for i in range(n)]
+    return distinct_balanced_split(task, split, n, seed, num_classes, draw, _pair_key,
+                                   lambda pair: split_of(pair[0]) == split, what="pairs")
