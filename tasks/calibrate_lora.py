@@ -24,7 +24,7 @@ from mergeflow.routing.calibration import calibration_rows
 from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import fit_router
 from mergeflow.routing.served import InputTransform
-from mergeflow.routing.twin import train_twin_router, twin_encoder
+from mergeflow.lora.twin import train_twin_router, twin_encoder
 from mergeflow.selection import describe, select_per_task
 from tasks._artifacts import load_split_tensors
 from tasks._lora_inputs import load_lora_bank, load_tr_router, save_policy

@@ -22,7 +22,7 @@ from mergeflow.routing.routers import Router
 from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
-from mergeflow.routing.twin import load_twin_router, twin_encoder
+from mergeflow.lora.twin import load_twin_router, twin_encoder
 from tasks._lora_inputs import load_lora_bank, load_policy, load_tr_router
 from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream

@@ -14,8 +14,8 @@ from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.lora.policies import (ConstantPolicy, DawinPolicy, ExpertPolicy, TrPolicy, TwinPolicy, dataset_mean_policy,
                                      head_logits, serve)
 from mergeflow.models.backbone import create_clip
-from mergeflow.routing.dawin import dataset_mean, dawin_coefficients, prediction_entropy
-from mergeflow.routing.twin import TwinRouter, load_twin_router, shared_and_exclusive, train_twin_router
+from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_entropy
+from mergeflow.lora.twin import TwinRouter, load_twin_router, shared_and_exclusive, train_twin_router
 
 SPEC = LoraSpec(rank=4, alpha=8.0, dropout=0.0)
 
