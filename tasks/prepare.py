@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 import torch
 
 from mergeflow.data.image_table import ImageSplit, write_split

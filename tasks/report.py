@@ -9,13 +9,13 @@ import json
 import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
+from mergeflow.data.suites import suite_kind
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
 from mergeflow.reporting.lora_report import build_lora_report
 from mergeflow.reporting.mad_report import build_report
-from mergeflow.data.suites import suite_kind
 from mergeflow.reporting.paper import build_paper_report
 from mergeflow.reporting.regime_report import build_regime_report
 from mergeflow.reporting.tables import Heatmap

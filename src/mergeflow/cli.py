@@ -1,4 +1,5 @@
-"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``)."""
+"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``), fit and apply
+task routers on features (``route fit`` / ``route predict``, in ``cli_route``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 from typing import NoReturn
 
+from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError
 
 
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the shared vector and the bit-packed mask bank",
     )
     merge.set_defaults(func=_cmd_merge)
+    add_route_commands(sub)
     return parser
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from mergeflow.merging.common import StateDict, TaskVectors, check_number, summed
 from mergeflow.merging.plan import KeyVectors, MergePlan, delta_kernel, in_memory
 

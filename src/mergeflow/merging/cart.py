@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
-from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
 from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, in_memory
+from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
 from mergeflow.merging.scaled import ScaledMerge
 from mergeflow.merging.spectral import spectral_key, spectral_plan, thin_svd
 

@@ -89,7 +89,7 @@ class MergePlan:
                 merged = torch.empty(tensors[0].numel(), dtype=result.merged.dtype)
                 masks = None if result.masks is None else [torch.empty(tensors[0].numel(), dtype=torch.bool) for _ in result.masks]
             merged[start : start + len(result.merged)] = result.merged
-            for out, mask in zip(masks or (), result.masks or ()):
+            for out, mask in zip(masks or (), result.masks or (), strict=True):
                 out[start : start + len(mask)] = mask
         assert merged is not None
         return KeyResult(merged.view(shape), None if masks is None else tuple(mask.view(shape) for mask in masks))
@@ -125,7 +125,7 @@ def run_plan(plan: MergePlan, vectors: KeyVectors) -> StateDict | MaskBank:
         result = plan.apply(key, vectors.tensors(key))
         merged[key] = result.merged
         if plan.rescalers is not None and result.masks is not None:
-            for name, mask in zip(vectors.names, result.masks):
+            for name, mask in zip(vectors.names, result.masks, strict=True):
                 masks[name][key] = mask
     if plan.rescalers is None:
         return merged

@@ -37,7 +37,7 @@ def _task_lambdas(names: Sequence[str], lam: float | Mapping[str, float]) -> dic
 def tall_key_masks(key: str, tensors: Sequence[torch.Tensor], merged: torch.Tensor, lambdas: Sequence[float]) -> tuple[torch.Tensor, ...]:
     """The per-key kernel of TALL: m_t = |tau_t| > lam_t * |merged - tau_t| for every task at one key."""
     masks = []
-    for tensor, lam in zip(tensors, lambdas):
+    for tensor, lam in zip(tensors, lambdas, strict=True):
         tau = tensor.detach().to(compute_dtype(tensor.dtype))
         shared = merged.detach().to(tau.dtype)
         if shared.shape != tau.shape:
@@ -60,7 +60,7 @@ def tall_masks(task_vectors: TaskVectors, merged: Mapping[str, torch.Tensor], la
     masks: dict[str, StateDict] = {name: {} for name in task_vectors}
     for key in keys:
         tensors = [vector[key] for vector in task_vectors.values()]
-        for name, mask in zip(task_vectors, tall_key_masks(key, tensors, merged[key], lambda_list)):
+        for name, mask in zip(task_vectors, tall_key_masks(key, tensors, merged[key], lambda_list), strict=True):
             masks[name][key] = mask
     return masks
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from mergeflow.merging.common import (
     StateDict,
@@ -65,7 +65,7 @@ def trim_masks(task_vectors: TaskVectors, k: float = 0.2) -> dict[str, StateDict
     thresholds = vectors.magnitude_thresholds(k)
     return {
         name: {key: above_threshold(vector[key], threshold) for key in vectors.keys}
-        for (name, vector), threshold in zip(task_vectors.items(), thresholds)
+        for (name, vector), threshold in zip(task_vectors.items(), thresholds, strict=True)
     }
 
 

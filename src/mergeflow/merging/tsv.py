@@ -6,8 +6,8 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
-from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
 from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
+from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
 
 

@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import open_clip
-import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError

@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 
 from mergeflow.errors import MergeflowError
-from mergeflow.reporting.tables import Heatmap, Report, format_wide as _format_wide, markdown as _markdown, pct as _pct
+from mergeflow.reporting.tables import Heatmap, Report
+from mergeflow.reporting.tables import format_wide as _format_wide
+from mergeflow.reporting.tables import markdown as _markdown
+from mergeflow.reporting.tables import pct as _pct
 from mergeflow.reporting.tables import per_task as _per_task
 
 
@@ -141,7 +144,7 @@ def bhattacharyya_heatmap(frame: pd.DataFrame, tasks: Sequence[str]) -> tuple[He
                       "B(t, s)", number_format="{:.1f}")
     pairs = frame[frame["task"] < frame["other"]].sort_values("bayes_error_bound", ascending=False).head(5)
     closest = pd.DataFrame({
-        "task pair": [f"{a} / {b}" for a, b in zip(pairs["task"], pairs["other"])],
+        "task pair": [f"{a} / {b}" for a, b in zip(pairs["task"], pairs["other"], strict=True)],
         "Bhattacharyya distance": pairs["distance"].map(lambda v: f"{v:.2f}"),
         "Bayes-error bound": pairs["bayes_error_bound"].map(lambda v: f"{v:.2e}"),
     })

@@ -14,7 +14,7 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.routing.bhattacharyya import bayes_error_bound, bhattacharyya_distance
-from mergeflow.routing.calibration import calibrate, draw_calibration
+from mergeflow.routing.calibration import Calibrated, calibrate, draw_calibration
 from mergeflow.routing.gaussian import task_covariances
 from mergeflow.routing.routers import Router, fit_router
 
@@ -122,7 +122,7 @@ def reject_tradeoff(
     for quantile in quantiles:
         fitted = calibrate("mad", seen, train, val, samples=samples, eps=eps, seed=seed, quantile=quantile)
 
-        def rejected(group: Sequence[str]) -> float:
+        def rejected(group: Sequence[str], fitted: Calibrated = fitted) -> float:  # this quantile's router
             distances = fitted.router.min_distance(torch.cat([features["test"][t] for t in group]))
             return float((distances > fitted.reject_threshold).double().mean())
 

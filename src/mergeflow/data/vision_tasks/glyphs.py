@@ -75,7 +75,7 @@ def house_plate(center: str, neighbours: tuple[str, str], size: int, rng: np.ran
     dy = float(rng.uniform(-2, 2))
     step = font_px * rng.uniform(0.55, 0.7)
     alpha = glyph_mask(center, size, font_px, angle, (float(rng.uniform(-1.5, 1.5)), dy))
-    for side, char in zip((-1, 1), neighbours):
+    for side, char in zip((-1, 1), neighbours, strict=True):
         if char:
             alpha = np.maximum(alpha, glyph_mask(char, size, font_px, angle, (side * step, dy)))
     plate = random_color(rng, (0.35, 1.0))
