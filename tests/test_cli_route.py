@@ -15,8 +15,9 @@ TASKS = ("digits", "signs", "textures")
 
 
 def _features(seed: int, rows: int) -> dict[str, torch.Tensor]:
+    """Each task's features sit around its own axis (distinct directions: every router, cosine included, separates them)."""
     generator = torch.Generator().manual_seed(seed)
-    return {task: torch.randn(rows, 6, generator=generator) + 5.0 * index for index, task in enumerate(TASKS)}
+    return {task: torch.randn(rows, 6, generator=generator) + 6.0 * torch.eye(6)[index] for index, task in enumerate(TASKS)}
 
 
 @pytest.fixture()
