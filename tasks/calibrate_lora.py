@@ -118,7 +118,7 @@ def _settings_only(block: Callable[[Params], Any]) -> Callable[..., tuple[dict[s
 
 
 SETTINGS_ONLY = ("experts", "task_arithmetic", "dawin")  # fit nothing: they never load the experts or the encoder
-CALIBRATORS = {
+CALIBRATORS: dict[str, Callable[..., tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
     "experts": _settings_only(lambda params: {}),
     "task_arithmetic": _settings_only(lambda params: params.lora.task_arithmetic.model_dump()),
     "dawin": _settings_only(lambda params: params.lora.dawin.model_dump()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,7 +28,7 @@ ROUTING = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhatta
 ADAPTATION = ("variants", "ranks", "masks", "steps")
 
 
-def _frames(folder, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+def _frames(folder: Path, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
 
 

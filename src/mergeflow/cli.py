@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "           --expert dtd=dtd.safetensors --out merged.safetensors --set k=0.2 --set scale=1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    merge.lazy_epilog = True  # type: ignore[attr-defined]
+    merge.lazy_epilog = True
     merge.add_argument("--method", required=True, metavar="NAME", help="merging method, a results-table name (listed below)")
     merge.add_argument("--base", required=True, metavar="BASE.safetensors", help="the pretrained model theta_0 the experts were fine-tuned from")
     merge.add_argument(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mergeflow.errors import MergeflowError
 
 if TYPE_CHECKING:
     import torch
 
+_ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)
 ROUTER_NAMES_HELP = "mad, pooled, diagonal, euclidean, cosine, knn1, knn3, knn5, knn10 (k nearest calibration samples)"
 
 
@@ -74,7 +75,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(table)} inputs routed " + json.dumps({task: int(n) for task, n in counts.items()}))
 
 
-def add_route_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+def add_route_commands(sub: argparse._SubParsersAction[_ParserT]) -> None:
     """Register ``route fit`` and ``route predict`` under the ``mergeflow`` parser's subcommands."""
     route = sub.add_parser("route", help="fit a task router on features and route new inputs (MAD and the others)",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -40,7 +40,8 @@ class LoraSpec:
         return self.alpha / self.rank
 
     def config(self) -> LoraConfig:
-        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=list(self.targets), bias="none")
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha,  # type: ignore[arg-type]  # peft types it int; a float works
+                          lora_dropout=self.dropout, target_modules=list(self.targets), bias="none")
 
 
 def add_lora(module: nn.Module, spec: LoraSpec) -> nn.Module:

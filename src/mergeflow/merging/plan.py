@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StackedRows, StateDict, TaskVectors, merge_keys
 from mergeflow.merging.topk import magnitude_threshold
@@ -136,3 +137,17 @@ def in_memory(planner: Callable[..., MergePlan], task_vectors: TaskVectors, **hy
     """The in-memory method: validate, build the plan from ``task_vectors``, run it over every key."""
     vectors = InMemoryVectors(task_vectors)
     return run_plan(planner(vectors, **hyperparameters), vectors)
+
+
+def as_delta(result: StateDict | MaskBank) -> StateDict:
+    """The result of a delta method's plan (no rescalers): the merged delta."""
+    if isinstance(result, MaskBank):
+        raise MergeflowError("a mask method's plan gave a MaskBank where a merged delta was expected")
+    return result
+
+
+def as_bank(result: StateDict | MaskBank) -> MaskBank:
+    """The result of a mask method's plan (with rescalers): the MaskBank."""
+    if not isinstance(result, MaskBank):
+        raise MergeflowError("a delta method's plan gave a merged delta where a MaskBank was expected")
+    return result

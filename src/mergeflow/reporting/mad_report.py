@@ -7,6 +7,7 @@ matrix and the Bhattacharyya heatmap. Nothing here computes a model output: it f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,7 +158,7 @@ def build_report(
     routers: Sequence[str],
     results: pd.DataFrame,
     analysis: Mapping[str, pd.DataFrame],
-    summary: Mapping[str, object],
+    summary: Mapping[str, Any],
 ) -> Report:
     """The whole report; figures are linked as ``figures/NAME.png`` next to it (the stage writes them there)."""
     main_router = str(summary["confusion_router"])

@@ -79,11 +79,14 @@ def task_covariances(features: Sequence[torch.Tensor], eps: float = 1e-4) -> tup
 
 def _pooled_covariance(features: list[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Means and one shared covariance: the within-task scatter summed over tasks / (sum N_t - T) + eps*I (LDA)."""
-    means, scatter = [], 0
+    means: list[torch.Tensor] = []
+    scatter: torch.Tensor | int = 0
     for x in features:
         mean, centred = _centred(x)
         means.append(mean)
         scatter = scatter + centred.T @ centred
+    if isinstance(scatter, int):  # check_features refuses an empty list before this
+        raise MergeflowError("no calibration features: pass one (N, D) tensor per task")
     dof = sum(x.shape[0] for x in features) - len(features)
     return torch.stack(means), _ridge(scatter / dof, eps)
 
