@@ -2,7 +2,7 @@
 
 peft's ``inject_adapter_in_model`` works on any ``nn.Module`` (open_clip is not a transformers model), freezes the
 base weights and adds ``lora_A`` / ``lora_B`` to the target linear layers; TR-Merging's vision experts put LoRA in
-the MLP layers (``c_fc``, ``c_proj``) with rank 16, alpha 16, dropout 0.1 and frozen biases (methods.md §4).
+the MLP layers (``c_fc``, ``c_proj``) with rank 16, alpha 16, dropout 0.1 and frozen biases (docs/methods.md §4).
 Adapters are saved as peft saves them: ``adapter_config.json`` + ``adapter_model.safetensors``.
 """
 

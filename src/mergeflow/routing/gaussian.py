@@ -1,6 +1,6 @@
 """Per-task Gaussians over calibration features, stored as whitening factors so a Mahalanobis distance is a norm.
 
-MAD (methods.md §2) fits one mean and covariance per task and routes an input to the task with the smallest
+MAD (docs/methods.md §2) fits one mean and covariance per task and routes an input to the task with the smallest
 Mahalanobis distance. Everything is computed in float64: covariances of N < D samples are rank-deficient and only
 the eps ridge keeps them invertible, so float32 round-off would dominate the small eigenvalues. The fitted tensors
 and every distance are float64 whatever the input dtype.
