@@ -74,6 +74,7 @@ def test_merge_and_merge_bank_refuse_the_other_kind() -> None:
 def test_one_merge_through_the_api_the_cli_and_the_library_is_identical(tmp_path: Path) -> None:
     from mergeflow.cli import main
     from mergeflow.merging.common import add_to_base
+    from mergeflow.merging.plan import as_delta
     from mergeflow.merging.registry import run_method
 
     torch.manual_seed(1)
@@ -86,7 +87,7 @@ def test_one_merge_through_the_api_the_cli_and_the_library_is_identical(tmp_path
     for method, settings in (("ties", {"k": 0.3, "scale": 0.9}), ("tsv_m", {"scale": 1.0}), ("task_arithmetic", {"scale": 0.4})):
         api = mf.merge(method, base, experts, **settings)
         library_delta = run_method(method, {n: {k: e[k] - base[k] for k in ("a.weight", "a.bias")} for n, e in experts.items()}, settings)
-        library = add_to_base(base, library_delta)  # type: ignore[arg-type]  # a delta method's result
+        library = add_to_base(base, as_delta(library_delta))
         out = tmp_path / f"{method}.safetensors"
         argv = ["merge", "--method", method, "--base", str(tmp_path / "base.safetensors"), "--out", str(out)]
         argv += [f"--expert={name}={tmp_path / name}.safetensors" for name in experts]

@@ -21,6 +21,7 @@ from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank, reconstruct
 from mergeflow.merging.common import StateDict, add_to_base
+from mergeflow.merging.plan import as_bank, as_delta
 from mergeflow.merging.registry import get_method, run_method
 from mergeflow.routing.router_file import load_router as _load_router_file
 from mergeflow.routing.router_file import save_router as _save_router_file
@@ -60,9 +61,7 @@ def merge(method: str, base: Mapping[str, torch.Tensor], experts: Experts, **hyp
     ``emr``) is refused here: use :func:`merge_bank`."""
     if get_method(method).returns == "bank":
         raise MergeflowError(f"{method} returns one mask per task, not one model: call merge_bank({method!r}, ...)")
-    delta = run_method(method, _raw(base, experts), hyperparameters)
-    assert not isinstance(delta, MaskBank)  # returns == "delta", checked above
-    return add_to_base(base, delta)
+    return add_to_base(base, as_delta(run_method(method, _raw(base, experts), hyperparameters)))
 
 
 def merge_bank(method: str, base: Mapping[str, torch.Tensor], experts: Experts, **hyperparameters: object) -> MaskBank:
@@ -70,9 +69,7 @@ def merge_bank(method: str, base: Mapping[str, torch.Tensor], experts: Experts, 
     :func:`reconstruct` gives task t's model from it."""
     if get_method(method).returns != "bank":
         raise MergeflowError(f"{method} returns one model, not a mask bank: call merge({method!r}, ...)")
-    bank = run_method(method, _raw(base, experts), hyperparameters)
-    assert isinstance(bank, MaskBank)  # returns == "bank", checked above
-    return bank
+    return as_bank(run_method(method, _raw(base, experts), hyperparameters))
 
 
 def fit_task_router(name: str, features: Mapping[str, torch.Tensor], eps: float = 1e-4) -> Router:
