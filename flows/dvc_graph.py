@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class PlanError(Exception):
@@ -112,12 +113,12 @@ def plan(root: Path, targets: Sequence[str] = (), *, allow_missing: bool = False
     )
 
 
-def _never_recorded(stage) -> bool:  # type: ignore[no-untyped-def]
+def _never_recorded(stage: Any) -> bool:
     """No ``dvc.lock`` entry yet. ``changed(allow_missing=True)`` alone would call such a stage up to date."""
     return bool(stage.cmd) and any(not out.hash_info for out in stage.outs)
 
 
-def _active_graph(graph):  # type: ignore[no-untyped-def]
+def _active_graph(graph: Any) -> Any:
     """DVC's own rule: a frozen stage is cut off from its dependencies (``dvc repro`` never looks past it)."""
     active = graph.copy()
     for stage in graph:
@@ -126,8 +127,8 @@ def _active_graph(graph):  # type: ignore[no-untyped-def]
     return active
 
 
-def _collect(repo, targets: Iterable[str]) -> list:  # type: ignore[no-untyped-def]
-    stages: list = []
+def _collect(repo: Any, targets: Iterable[str]) -> list[Any]:
+    stages: list[Any] = []
     for target in targets:
         for stage in repo.stage.collect(target):
             if stage not in stages:

@@ -25,11 +25,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
 
 try:
     from flows.dvc_graph import Plan, PlanError, find_root, plan
@@ -206,7 +209,7 @@ def stage_threads(cores: int, max_concurrent: int) -> int:
     return max(1, cores // max(1, max_concurrent))
 
 
-def _task_runner(max_concurrent: int, dask_address: str | None):  # type: ignore[no-untyped-def]
+def _task_runner(max_concurrent: int, dask_address: str | None) -> TaskRunner[Any]:
     if dask_address:
         from prefect_dask import DaskTaskRunner
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import torch
 
-from mergeflow.params import Params
 from mergeflow.adaptation.loop import AdaptationResult, adapt
 from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
+from mergeflow.params import Params
 from mergeflow.routing.served import InputTransform, SwappableEncoder
 from mergeflow.seeding import torch_generator
 from tasks._artifacts import load_split_tensors

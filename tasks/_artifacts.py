@@ -7,7 +7,6 @@ import functools
 from typing import TYPE_CHECKING
 
 import torch
-
 from torch import nn
 
 from mergeflow.data.suites import suite_kind

@@ -37,7 +37,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     }
     save_merged_model(merged_path(method), result.state, method, info)
     record = {"coefficients": result.coefficients}
-    for index, key in enumerate(model.svd_keys):
+    for key in model.svd_keys:
         record[f"mask/{key}"] = model.mask_matrix(key).to(torch.uint8)
         record[f"values/{key}"] = model.singular_values(key).float()
     metadata = {"method": method, "tasks": json.dumps(params.suite.tasks), "keys": json.dumps(model.keys),

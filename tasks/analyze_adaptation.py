@@ -18,6 +18,7 @@ import pandas as pd
 
 from mergeflow.adaptation.ranks import energy_rank
 from mergeflow.atomic import atomic_path
+from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.accuracy import accuracy
 from mergeflow.params import Params
 from mergeflow.statedict.io import read_safetensors
@@ -42,11 +43,18 @@ def _test_accuracy(params: Params, state: dict) -> dict[str, float]:
 
 def _variants(params: Params) -> list[dict[str, object]]:
     analysis, rows = params.adapt.analysis, []
-    runs = [(method, learn, None) for method in analysis.ablation for learn in ("lambda", "masks")]
+    runs: list[tuple[str, str | None, float | None]] = [
+        (method, learn, None) for method in analysis.ablation for learn in ("lambda", "masks")
+    ]
     runs += [(analysis.data_method, None, fraction) for fraction in analysis.data_fractions]
     for method, learn, fraction in runs:
         _, result, _ = run_adaptation(params, method, learn=learn, fraction=fraction)
-        variant = f"{learn} only" if learn else f"{100 * fraction:g}% of test data"
+        if learn:
+            variant = f"{learn} only"
+        elif fraction is not None:
+            variant = f"{100 * fraction:g}% of test data"
+        else:
+            raise MergeflowError(f"{method}: an adaptation variant learns only lambda or masks, or uses a data fraction")
         scores = _test_accuracy(params, result.state)
         print(f"analyze_adaptation: {method} ({variant}): accuracy {sum(scores.values()) / len(scores):.4f}")
         rows += [{"method": method, "variant": variant, "task": task, "accuracy": value} for task, value in scores.items()]

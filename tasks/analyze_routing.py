@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TypedDict
 
 import pandas as pd
 import torch
@@ -49,9 +50,17 @@ def _check_oracle_matches_task_known(methods: list[str], tasks: list[str]) -> No
     print(f"analyze_routing: oracle routing reproduces the task-known accuracy of {', '.join(methods)} exactly")
 
 
+class _MadSettings(TypedDict):
+    """MAD's calibration settings (route:), passed by keyword to every analysis."""
+
+    samples: int
+    seed: int
+    eps: float
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
     route, tasks = params.route, params.suite.tasks
-    settings = {"samples": route.samples, "seed": route.seed, "eps": route.eps}
+    settings: _MadSettings = {"samples": route.samples, "seed": route.seed, "eps": route.eps}
     features = {model: load_features(params, model) for model in route.feature_models}
     main = features[route.feature_model]
     print("analyze_routing: sample-size and eps sweeps")

@@ -19,12 +19,12 @@ from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank
 from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.lora.policies import TrPolicy, head_logits
+from mergeflow.lora.twin import train_twin_router, twin_encoder
 from mergeflow.params import Params
 from mergeflow.routing.calibration import calibration_rows
 from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import fit_router
 from mergeflow.routing.served import InputTransform
-from mergeflow.routing.twin import train_twin_router, twin_encoder
 from mergeflow.selection import describe, select_per_task
 from tasks._artifacts import load_split_tensors
 from tasks._lora_inputs import load_lora_bank, load_tr_router, save_policy
@@ -83,7 +83,7 @@ def _calibrate_tr(params: Params, bank: FactorBank, module: torch.nn.Module, pre
     selection = select_per_task(["all"], grid, accuracy)
     temperature, k = selection.chosen["all"]
     print("\n".join(describe(selection, "(temperature, top_k)")))
-    tensors = {f"samples/{task}": rows for task, rows in zip(tasks, samples)}
+    tensors = {f"samples/{task}": rows for task, rows in zip(tasks, samples, strict=True)}
     grid_scores = [{"temperature": t, "top_k": kk, "val_accuracy": a} for (t, kk), a in selection.scores["all"].items()]
     return tensors, {"temperature": temperature, "top_k": k, "form": tr.form, "renormalize": tr.renormalize,
                      "router_encoder": tr.router_encoder,
@@ -118,7 +118,7 @@ def _settings_only(block: Callable[[Params], Any]) -> Callable[..., tuple[dict[s
 
 
 SETTINGS_ONLY = ("experts", "task_arithmetic", "dawin")  # fit nothing: they never load the experts or the encoder
-CALIBRATORS = {
+CALIBRATORS: dict[str, Callable[..., tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
     "experts": _settings_only(lambda params: {}),
     "task_arithmetic": _settings_only(lambda params: params.lora.task_arithmetic.model_dump()),
     "dawin": _settings_only(lambda params: params.lora.dawin.model_dump()),

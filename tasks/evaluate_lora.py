@@ -15,14 +15,23 @@ from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
 from mergeflow.lora.bank import FactorBank
 from mergeflow.lora.mixed_encoder import MixedEncoder
-from mergeflow.lora.policies import (ConstantPolicy, DawinPolicy, ExpertPolicy, MadPolicy, Policy, TrPolicy, TwinPolicy,
-                                     dataset_mean_policy, serve)
+from mergeflow.lora.policies import (
+    ConstantPolicy,
+    DawinPolicy,
+    ExpertPolicy,
+    MadPolicy,
+    Policy,
+    TrPolicy,
+    TwinPolicy,
+    dataset_mean_policy,
+    serve,
+)
+from mergeflow.lora.twin import load_twin_router, twin_encoder
 from mergeflow.params import Params
 from mergeflow.routing.routers import Router
 from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
-from mergeflow.routing.twin import load_twin_router, twin_encoder
 from tasks._lora_inputs import load_lora_bank, load_policy, load_tr_router
 from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream

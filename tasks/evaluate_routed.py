@@ -33,7 +33,6 @@ from tasks._prediction_table import prediction_rows, write_predictions
 from tasks._routing_inputs import load_encoder, load_features, load_heads, load_single_model, test_stream
 from tasks._stage import run_stage
 
-
 TIMED_ROUTER = "mad"  # served end to end (timed); the others are scored by one shared pass (routing/shared_pass.py)
 
 

@@ -8,6 +8,8 @@ import argparse
 import torch
 
 from mergeflow.data.suites import task_spec
+from mergeflow.data.task_spec import TaskSpec
+from mergeflow.errors import MergeflowError
 from mergeflow.models.backbone import clip_tokenizer, load_clip
 from mergeflow.models.heads import zero_shot_head
 from mergeflow.models.text_heads import prototype_head
@@ -28,14 +30,22 @@ def text_heads(params: Params) -> dict[str, torch.Tensor]:
     return heads
 
 
+def _image_spec(params: Params, task: str) -> TaskSpec:
+    """A vision suite's task (its prompt templates make the zero-shot head)."""
+    spec = task_spec(params.suite.name, task)
+    if not isinstance(spec, TaskSpec):
+        raise MergeflowError(f"heads: {task!r} is a text task, but suite {params.suite.name!r} is built as a vision suite")
+    return spec
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
     if is_text(params):
         _save(params, text_heads(params))
         return
     clip = load_clip(BASE_MODEL, params.backbone.model)
     tokenizer = clip_tokenizer(params.backbone.model)
-    specs = [task_spec(params.suite.name, task) for task in params.suite.tasks]
-    _save(params, {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs})  # type: ignore[union-attr]
+    specs = [_image_spec(params, task) for task in params.suite.tasks]
+    _save(params, {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs})
 
 
 def _save(params: Params, heads: dict[str, torch.Tensor]) -> None:

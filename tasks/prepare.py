@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 import numpy as np
-
 import torch
 
 from mergeflow.data.image_table import ImageSplit, write_split
@@ -29,7 +29,12 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
     splits = {}
     for split in SPLITS:
         rows, labels, ids = spec.make_split(split, getattr(params.suite.samples, split), params.suite.seed)
-        texts, pairs = ([first for first, _ in rows], [second for _, second in rows]) if spec.paired else (rows, None)
+        pairs: list[str] | None
+        if spec.paired:  # a paired task's maker is a PairSplitMaker: (first, second) rows
+            pair_rows = cast("list[tuple[str, str]]", rows)
+            texts, pairs = [first for first, _ in pair_rows], [second for _, second in pair_rows]
+        else:
+            texts, pairs = cast("list[str]", rows), None
         splits[split] = TextSplit(spec.name, split, texts, labels.astype(np.int64), ids, list(spec.class_names), pairs)
     for split, data in splits.items():
         write_text_split(split_path(spec.name, split), data)

@@ -20,9 +20,9 @@ from mergeflow.models.backbone import clip_tokenizer, create_clip, has_locked_te
 from mergeflow.models.packaged import is_packaged, load_packaged_clip
 from mergeflow.params import Params
 from mergeflow.seeding import seed_everything
+from mergeflow.statedict.io import save_tensors
 from mergeflow.training.contrastive import pretrain_clip, pretrain_image_tower
 from mergeflow.training.loop import OptimConfig
-from mergeflow.statedict.io import save_tensors
 from tasks._artifacts import is_text
 from tasks._paths import BASE_MODEL
 from tasks._stage import run_stage

@@ -34,7 +34,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     write_text_atomic(REGIME, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"regime of {params.suite.name} ({len(tasks)} tasks, test splits):")
     print(format_regime_table(figures, kind))
-    print("task identity per task: " + ", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, probe.per_task)))
+    print("task identity per task: " + ", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, probe.per_task, strict=True)))
 
 
 if __name__ == "__main__":

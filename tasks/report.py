@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
+from mergeflow.data.suites import suite_kind
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
 from mergeflow.reporting.lora_report import build_lora_report
 from mergeflow.reporting.mad_report import build_report
-from mergeflow.data.suites import suite_kind
 from mergeflow.reporting.paper import build_paper_report
 from mergeflow.reporting.regime_report import build_regime_report
 from mergeflow.reporting.tables import Heatmap
@@ -27,7 +28,7 @@ ROUTING = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhatta
 ADAPTATION = ("variants", "ranks", "masks", "steps")
 
 
-def _frames(folder, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+def _frames(folder: Path, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
 
 

@@ -82,6 +82,35 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert re.search(r"task identity from base features \(logistic regression\), test +[\d.]+ ", output)  # regime printed
 
 
+def test_the_pipelines_merge_equals_the_api_and_the_cli(project: Path, tmp_path: Path) -> None:
+    """merge@ties' stored model is what ``mergeflow.merge`` and ``mergeflow merge`` give on the pipeline's own
+    base and experts with the hyperparameters the stage recorded (its validation-chosen scale included)."""
+    import torch
+
+    import mergeflow as mf
+    from mergeflow.cli import main
+    from mergeflow.merging_io import load_merged
+    from mergeflow.statedict.subdict import visual_state_dict
+
+    artifacts = project / "artifacts"
+    stored, meta = load_merged(artifacts / "merged" / "ties.safetensors")
+    settings = {**meta["info"]["hyperparameters"], **meta["info"]["selected"]}
+    assert set(settings) == {"k", "aggregate", "scale"}
+    tasks = meta["info"]["tasks"]
+    base = visual_state_dict(mf.load_checkpoint(artifacts / "base" / "clip.safetensors"))
+    experts = {task: mf.load_checkpoint(artifacts / "experts" / f"{task}.safetensors") for task in tasks}
+    api = mf.merge("ties", base, experts, **settings)
+    mf.save_checkpoint(base, tmp_path / "base_visual.safetensors")
+    argv = ["merge", "--method", "ties", "--base", str(tmp_path / "base_visual.safetensors"), "--out", str(tmp_path / "cli_ties.safetensors")]
+    argv += [f"--expert={task}={artifacts / 'experts' / task}.safetensors" for task in tasks]
+    argv += [f"--set={key}={value}" for key, value in settings.items()]
+    assert main(argv) == 0
+    cli = mf.load_checkpoint(tmp_path / "cli_ties.safetensors")
+    assert isinstance(stored, dict) and set(stored) == set(api) == set(cli)
+    for key in stored:
+        assert torch.equal(stored[key], api[key]) and torch.equal(stored[key], cli[key]), key
+
+
 def test_second_run_is_a_no_op(project: Path) -> None:
     assert ran(dvc(project, "repro")) == set()
 

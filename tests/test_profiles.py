@@ -21,11 +21,14 @@ def test_full_analysis_profile_changes_only_the_analysis_sweeps(root: Path) -> N
     assert params.route.analysis.seeds == [0, 1, 2, 3, 4]
     assert params.adapt.analysis.ablation == ["adarank_ta", "adarank_cart"]
     assert params.adapt.analysis.data_fractions == [0.01, 0.1]
-    for section in ("route", "adapt"):  # everything else is params.yaml's, whatever it is today
-        assert {k: v for k, v in full[section].items() if k != "analysis"} == {k: v for k, v in base[section].items() if k != "analysis"}
+    assert params.route.feature_models == ["weight_averaging", "task_arithmetic", "ties"]  # Table F7's comparison
+    analyses = {"route": ("analysis", "feature_models"), "adapt": ("analysis",)}
+    for section, changed in analyses.items():  # everything else is params.yaml's, whatever it is today
+        assert {k: v for k, v in full[section].items() if k not in changed} == {k: v for k, v in base[section].items() if k not in changed}
     assert {k: v for k, v in full.items() if k not in ("route", "adapt")} == {k: v for k, v in base.items() if k not in ("route", "adapt")}
     default = load_params(root / "params.yaml")  # the default runs fewer variants than the profile
     assert len(default.route.analysis.seeds) < len(params.route.analysis.seeds)
+    assert default.route.feature_models == [default.route.feature_model]  # the default caches the routers' one only
     assert len(default.adapt.analysis.ablation) + len(default.adapt.analysis.data_fractions) < 4
 
 

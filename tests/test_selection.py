@@ -15,7 +15,7 @@ from mergeflow.merging_io import load_merged, save_mask_bank, save_merged_model,
 from mergeflow.selection import SharedSelection, describe, merge_selecting, select_per_task, select_shared
 from merge_kit import task_vectors
 
-# methods.md §5 (d): three task vectors, six entries each.
+# docs/methods.md §5 (d): three task vectors, six entries each.
 TAUS = {
     "a": {"w": torch.tensor([0.5, -0.2, 0.0, 0.3, -0.1, 0.05])},
     "b": {"w": torch.tensor([-0.4, -0.3, 0.0, 0.1, 0.2, 0.0])},
@@ -84,7 +84,7 @@ def test_tall_lambda_is_chosen_per_task_and_the_bank_uses_each_choice() -> None:
     expected = {"a": run_method("tall_ta", TAUS, {"lam": 0.4}), "b": run_method("tall_ta", TAUS, {"lam": 0.6})}
     for task, source in (("a", "a"), ("b", "b"), ("c", "a")):
         assert torch.equal(bank.masks[task]["w"], expected[source].masks[task]["w"])
-    assert bank.masks["b"]["w"].tolist() == [True, True, False, True, False, False]  # methods.md §5 (d), lambda 0.6
+    assert bank.masks["b"]["w"].tolist() == [True, True, False, True, False, False]  # docs/methods.md §5 (d), lambda 0.6
 
 
 def test_without_grids_it_is_the_plain_method_and_never_scores() -> None:

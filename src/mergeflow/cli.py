@@ -1,4 +1,5 @@
-"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``)."""
+"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``), fit and apply
+task routers on features (``route fit`` / ``route predict``, in ``cli_route``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 from typing import NoReturn
 
+from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError
 
 
@@ -115,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "           --expert dtd=dtd.safetensors --out merged.safetensors --set k=0.2 --set scale=1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    merge.lazy_epilog = True  # type: ignore[attr-defined]
+    merge.lazy_epilog = True
     merge.add_argument("--method", required=True, metavar="NAME", help="merging method, a results-table name (listed below)")
     merge.add_argument("--base", required=True, metavar="BASE.safetensors", help="the pretrained model theta_0 the experts were fine-tuned from")
     merge.add_argument(
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the shared vector and the bit-packed mask bank",
     )
     merge.set_defaults(func=_cmd_merge)
+    add_route_commands(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ def numpy_rng(base_seed: int, *names: str | int) -> np.random.Generator:
     return np.random.default_rng(derive_seed(base_seed, *names))
 
 
-def torch_generator(base_seed: int, *names: str | int) -> "torch.Generator":
+def torch_generator(base_seed: int, *names: str | int) -> torch.Generator:
     """A torch CPU generator for one named random stream (sampling order, initialisation)."""
     import torch
 

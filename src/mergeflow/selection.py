@@ -1,4 +1,4 @@
-"""Hyperparameter selection on validation data (reference/methods.md §5): a ``<name>_grid`` in a method's block.
+"""Hyperparameter selection on validation data (docs/methods.md §14): a ``<name>_grid`` in a method's block.
 
 TALL's lambda is chosen per task (its masks are per task, as the authors select it); every other grid is chosen once
 for all tasks, the value with the highest *average* validation score over the tasks (the papers' practice for the

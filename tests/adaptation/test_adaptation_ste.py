@@ -1,4 +1,4 @@
-"""The straight-through mask (methods.md §3(d) toy values) and the entropy objective."""
+"""The straight-through mask (docs/methods.md §3(d) toy values) and the entropy objective."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 0 of every adaptive merge is its static base method (methods.md §3(d), §11(d)).
+"""Step 0 of every adaptive merge is its static base method (docs/methods.md §3(d), §11(d)).
 
 Exact equality is impossible: the adaptive model adds sum_t lam * U_t diag(s_t) V_t (or sum_t lam * tau_t) term
 by term, while the static code rounds scale * sum_t tau_t or one product of concatenated factors, and an SVD

@@ -7,7 +7,7 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.mixing import mixed_lora_linear
-from mergeflow.routing.training_free import mean_cosine_scores, routing_weights, top_k
+from mergeflow.lora.tr_router import mean_cosine_scores, routing_weights, top_k
 
 
 def _experts(generator: torch.Generator, experts: int = 3, rank: int = 2, width: int = 5, out: int = 4):  # type: ignore[no-untyped-def]

@@ -14,8 +14,8 @@ from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.lora.policies import (ConstantPolicy, DawinPolicy, ExpertPolicy, TrPolicy, TwinPolicy, dataset_mean_policy,
                                      head_logits, serve)
 from mergeflow.models.backbone import create_clip
-from mergeflow.routing.dawin import dataset_mean, dawin_coefficients, prediction_entropy
-from mergeflow.routing.twin import TwinRouter, load_twin_router, shared_and_exclusive, train_twin_router
+from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_entropy
+from mergeflow.lora.twin import TwinRouter, load_twin_router, shared_and_exclusive, train_twin_router
 
 SPEC = LoraSpec(rank=4, alpha=8.0, dropout=0.0)
 
@@ -81,7 +81,7 @@ def test_bank_rejects_mismatched_experts() -> None:
 
 
 def test_tr_with_k1_and_oracle_like_samples_serves_each_input_with_its_expert() -> None:
-    """K = 1 where routing picks the true task equals the individual LoRA expert (methods.md §4 test)."""
+    """K = 1 where routing picks the true task equals the individual LoRA expert (docs/methods.md §4(d))."""
     base, adapted, bank = _experts()
     encoder = MixedEncoder(base, bank)
     pixels = _pixels(6)
@@ -113,7 +113,7 @@ def test_task_arithmetic_policy_is_the_static_merge() -> None:
 
 
 def test_twin_one_hot_router_with_full_density_gives_the_expert() -> None:
-    """methods.md §12: a one-hot router with density 1 gives theta* + (theta_t - theta*) = theta_t."""
+    """docs/methods.md §12(d): a one-hot router with density 1 gives theta* + (theta_t - theta*) = theta_t."""
     base, adapted, bank = _experts()
     shared, exclusive = shared_and_exclusive(bank, 0.29, 1.0)
     theta_star = {key: value + shared.get(key, 0.0) for key, value in base.state_dict().items()}
@@ -151,7 +151,7 @@ def test_twin_router_learns_separable_features_and_selects_on_validation() -> No
 
 
 def test_dawin_toy_values_and_equal_entropies_give_task_arithmetic() -> None:
-    """methods.md §13 toy: H = [0.2, 1.5, 2.0] -> 0.3 * 3 * c = [0.6259, 0.1706, 0.1035]."""
+    """docs/methods.md §13(d) toy: H = [0.2, 1.5, 2.0] -> 0.3 * 3 * c = [0.6259, 0.1706, 0.1035]."""
     coefficients = dawin_coefficients(torch.tensor([[0.2, 1.5, 2.0], [1.0, 1.0, 1.0]]))
     assert torch.allclose(coefficients[0], torch.tensor([0.6259, 0.1706, 0.1035], dtype=torch.float64), atol=1e-4)
     assert torch.allclose(coefficients[1], torch.full((3,), 0.3, dtype=torch.float64))

@@ -1,4 +1,4 @@
-"""T = 1 identities (TALL, EMR, TSV-M, CART) and the spectrum properties of TSV-M, Iso-C and Iso-CTS (methods.md §5-9)."""
+"""T = 1 identities (TALL, EMR, TSV-M, CART) and the spectrum properties of TSV-M, Iso-C and Iso-CTS (docs/methods.md §5-9)."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def test_iso_cts_subspace_sizes(rank: int, tasks: int, common: float, expected: 
 
 
 def _iso_cts_literal(tasks: list[torch.Tensor], common: float) -> torch.Tensor:
-    """methods.md §8 step by step in the matrix's own orientation (no transposition), as a reference."""
+    """docs/methods.md §8(a) step by step in the matrix's own orientation (no transposition), as a reference."""
     total = sum(tasks)
     left, values, right = torch.linalg.svd(total, full_matrices=False)
     num_common, per_task = iso_cts_subspace_sizes(min(total.shape), len(tasks), common)

@@ -1,4 +1,4 @@
-"""The toy test vectors of methods.md §5 (TALL, Consensus), §6 (EMR) and §10 (TIES), reproduced exactly."""
+"""The toy test vectors of docs/methods.md §5 (TALL, Consensus), §6 (EMR) and §10 (TIES), reproduced exactly."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import torch
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import check_number
 
-MASK_TEMPERATURE = 10.0  # AdaRank's mask_temp in every shipped config; see methods.md §3(c) before changing it
+MASK_TEMPERATURE = 10.0  # AdaRank's mask_temp in every shipped config; see docs/methods.md §3(c) before changing it
 
 
 def ste_mask(logits: torch.Tensor, temperature: float = MASK_TEMPERATURE) -> torch.Tensor:

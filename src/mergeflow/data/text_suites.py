@@ -11,12 +11,12 @@ confusable pair: product vs restaurant reviews share the label space, the verdic
 from __future__ import annotations
 
 from mergeflow.data.text_task_spec import TextTaskSpec
+from mergeflow.data.text_tasks.commands import HOME_COMMANDS
 from mergeflow.data.text_tasks.glue.acceptability import COLA_LIKE
 from mergeflow.data.text_tasks.glue.answerability import QNLI_LIKE
 from mergeflow.data.text_tasks.glue.entailment import MNLI_LIKE, RTE_LIKE
 from mergeflow.data.text_tasks.glue.paraphrase import MRPC_LIKE, QQP_LIKE
 from mergeflow.data.text_tasks.glue.sentiment import SST2_LIKE
-from mergeflow.data.text_tasks.commands import HOME_COMMANDS
 from mergeflow.data.text_tasks.news import NEWS_TOPICS
 from mergeflow.data.text_tasks.questions import QUESTION_TYPES
 from mergeflow.data.text_tasks.reviews import PRODUCT_REVIEWS, RESTAURANT_REVIEWS

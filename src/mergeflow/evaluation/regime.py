@@ -233,7 +233,7 @@ def regime_record(figures: Sequence[RegimeFigure], probe: ProbeResult | None, ta
             "model": f"multinomial logistic regression, standardised features, L2 {l2:g}, {iterations} L-BFGS iterations",
             "accuracy": probe.accuracy,
             "train_accuracy": probe.train_accuracy,
-            "per_task": dict(zip(tasks, probe.per_task)),
+            "per_task": dict(zip(tasks, probe.per_task, strict=True)),
             "tasks": list(tasks),
             "confusion": probe.confusion.tolist(),  # rows: true task, columns: predicted task, in ``tasks`` order
         }

@@ -64,7 +64,7 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
         entry: dict[str, float] = {}
         for metric, rows in group.groupby("metric", sort=True):
             entry[f"avg_{metric}"] = round(float(rows["value"].mean()), 6)
-            entry.update({f"{task}/{metric}": round(float(v), 6) for task, v in zip(rows["task"], rows["value"])})
+            entry.update({f"{task}/{metric}": round(float(v), 6) for task, v in zip(rows["task"], rows["value"], strict=True)})
         summary.setdefault(str(suite), {})[f"{method}/{router}"] = entry
     return summary
 

@@ -2,7 +2,7 @@
 
 peft's ``inject_adapter_in_model`` works on any ``nn.Module`` (open_clip is not a transformers model), freezes the
 base weights and adds ``lora_A`` / ``lora_B`` to the target linear layers; TR-Merging's vision experts put LoRA in
-the MLP layers (``c_fc``, ``c_proj``) with rank 16, alpha 16, dropout 0.1 and frozen biases (methods.md §4).
+the MLP layers (``c_fc``, ``c_proj``) with rank 16, alpha 16, dropout 0.1 and frozen biases (docs/methods.md §4).
 Adapters are saved as peft saves them: ``adapter_config.json`` + ``adapter_model.safetensors``.
 """
 
@@ -40,7 +40,8 @@ class LoraSpec:
         return self.alpha / self.rank
 
     def config(self) -> LoraConfig:
-        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=list(self.targets), bias="none")
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha,  # type: ignore[arg-type]  # peft types it int; a float works
+                          lora_dropout=self.dropout, target_modules=list(self.targets), bias="none")
 
 
 def add_lora(module: nn.Module, spec: LoraSpec) -> nn.Module:

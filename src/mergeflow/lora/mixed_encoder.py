@@ -28,6 +28,10 @@ class _Coefficients:
 class MixedLinear(nn.Module):
     """A linear layer plus E experts' factors, mixed per input with the shared coefficients."""
 
+    lora_a: torch.Tensor  # buffers (registered in __init__)
+    lora_b: torch.Tensor
+    scaling: torch.Tensor
+
     def __init__(self, linear: nn.Linear, factors: LayerFactors, coefficients: _Coefficients) -> None:
         super().__init__()
         self.weight = linear.weight

@@ -1,4 +1,4 @@
-"""Per-input merging of LoRA experts (TR-Merging, methods.md §4): (W0 + sum_e a_e s_e B_e A_e) x computed as
+"""Per-input merging of LoRA experts (TR-Merging, docs/methods.md §4): (W0 + sum_e a_e s_e B_e A_e) x computed as
 W0 x + sum_e a_e s_e B_e (A_e x), so every input of a batch can have its own expert weights a without building a
 weight matrix per input (which costs out x in per input instead of r x (in + out) per expert)."""
 

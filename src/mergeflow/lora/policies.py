@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from mergeflow.errors import MergeflowError
+from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_entropy
 from mergeflow.lora.mixed_encoder import MixedEncoder
-from mergeflow.routing.dawin import dataset_mean, dawin_coefficients, prediction_entropy
+from mergeflow.lora.tr_router import mean_cosine_scores, routing_weights, top_k
+from mergeflow.lora.twin import TwinRouter
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
-from mergeflow.routing.training_free import mean_cosine_scores, routing_weights, top_k
-from mergeflow.routing.twin import TwinRouter
 
 
 def _reduce(logits: torch.Tensor, reduce: str) -> torch.Tensor:

@@ -9,7 +9,7 @@ separator) and re-encoded with the router's tokenizer, so any sentence embedder 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,14 @@ class RouterEmbedder:
         from mergeflow.models.text_encoder import tokenize
 
         sep, pad = self.suite_tokenizer.sep_token_id, self.suite_tokenizer.pad_token_id
-        firsts, seconds = [], []
+        firsts: list[str] = []
+        seconds: list[str] = []
         for row in token_ids.tolist():
             row = [token for token in row if token != pad]
             cut = row.index(sep) if sep in row else len(row)
-            firsts.append(self.suite_tokenizer.decode(row[:cut], skip_special_tokens=True))
-            seconds.append(self.suite_tokenizer.decode(row[cut:], skip_special_tokens=True))
+            # one sequence of ids decodes to one string (transformers types decode as str | list[str])
+            firsts.append(cast(str, self.suite_tokenizer.decode(row[:cut], skip_special_tokens=True)))
+            seconds.append(cast(str, self.suite_tokenizer.decode(row[cut:], skip_special_tokens=True)))
         paired = any(seconds)
         return tokenize(self.tokenizer, firsts, self.max_tokens, pairs=seconds if paired else None)
 

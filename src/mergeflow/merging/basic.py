@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-
 from mergeflow.merging.common import StateDict, TaskVectors, check_number, summed
-from mergeflow.merging.plan import KeyVectors, MergePlan, delta_kernel, in_memory
+from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, delta_kernel, in_memory
 
 
 def weight_averaging_plan(vectors: KeyVectors) -> MergePlan:
@@ -21,12 +20,12 @@ def task_arithmetic_plan(vectors: KeyVectors, *, scale: float = 0.3) -> MergePla
 
 def weight_averaging(task_vectors: TaskVectors) -> StateDict:
     """(1/T) * sum_t tau_t: theta_0 plus this delta is the plain average of the experts' weights."""
-    return in_memory(weight_averaging_plan, task_vectors)  # type: ignore[return-value]
+    return as_delta(in_memory(weight_averaging_plan, task_vectors))
 
 
 def task_arithmetic(task_vectors: TaskVectors, *, scale: float = 0.3) -> StateDict:
     """scale * sum_t tau_t. Default 0.3 is the fixed coefficient of the AdaMerging/EMR/AdaRank ViT baselines;
     tall_masks and TSV search it on validation over {0.1, ..., 1.0}."""
-    return in_memory(task_arithmetic_plan, task_vectors, scale=scale)  # type: ignore[return-value]
+    return as_delta(in_memory(task_arithmetic_plan, task_vectors, scale=scale))
 
 

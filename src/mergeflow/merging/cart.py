@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
+from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
-from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, in_memory
 from mergeflow.merging.scaled import ScaledMerge
 from mergeflow.merging.spectral import spectral_key, spectral_plan, thin_svd
 
@@ -26,7 +26,7 @@ def cart(
     Defaults are the authors' ViT-B/32 8-task config (prior 2.0, initial_rank_ratio 0.12). The optional
     energy-threshold rank rule is not implemented.
     """
-    return in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix)  # type: ignore[return-value]
+    return as_delta(in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix))
 
 
 def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix) -> MergePlan:

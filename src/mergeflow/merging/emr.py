@@ -8,7 +8,7 @@ import torch
 
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import TaskVectors, stack_tensors
-from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, column_chunks, in_memory
+from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, as_bank, column_chunks, in_memory
 
 EMPTY_TASK_RESCALER = 1.0
 
@@ -70,4 +70,4 @@ def emr_merge(task_vectors: TaskVectors) -> MaskBank:
       lambda_t is, and 1.0 keeps the T = 1 identity lambda_1 = 1 intact.
     Task t's model is theta_0 + lambda_t * (M_t ⊙ tau_uni): see ``reconstruct``.
     """
-    return in_memory(emr_plan, task_vectors)  # type: ignore[return-value]
+    return as_bank(in_memory(emr_plan, task_vectors))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
+from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
-from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
 
 
@@ -16,7 +16,7 @@ def iso_c(task_vectors: TaskVectors, *, scale: float = 1.0, is_matrix: KeyPredic
     mean(S) runs over all r singular values, near-zero ones included; for T = 1 this is deliberately not tau_1.
     Default scale 1.0 is our choice: the authors search {0.1, ..., 3.0} on validation with early stopping.
     """
-    return in_memory(iso_c_plan, task_vectors, scale=scale, is_matrix=is_matrix)  # type: ignore[return-value]
+    return as_delta(in_memory(iso_c_plan, task_vectors, scale=scale, is_matrix=is_matrix))
 
 
 def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix) -> MergePlan:
@@ -51,7 +51,7 @@ def iso_cts(
     polar factors, and every singular value is set to the mean of all kept ones. ``common = 1`` is Iso-C.
     Non-matrix keys get the mean of tau_t. Default scale 1.0 is our choice (the authors search {0.1, ..., 3.0}).
     """
-    return in_memory(iso_cts_plan, task_vectors, scale=scale, common=common, is_matrix=is_matrix)  # type: ignore[return-value]
+    return as_delta(in_memory(iso_cts_plan, task_vectors, scale=scale, common=common, is_matrix=is_matrix))
 
 
 def iso_cts_plan(

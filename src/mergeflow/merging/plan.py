@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StackedRows, StateDict, TaskVectors, merge_keys
 from mergeflow.merging.topk import magnitude_threshold
@@ -89,7 +90,7 @@ class MergePlan:
                 merged = torch.empty(tensors[0].numel(), dtype=result.merged.dtype)
                 masks = None if result.masks is None else [torch.empty(tensors[0].numel(), dtype=torch.bool) for _ in result.masks]
             merged[start : start + len(result.merged)] = result.merged
-            for out, mask in zip(masks or (), result.masks or ()):
+            for out, mask in zip(masks or (), result.masks or (), strict=True):
                 out[start : start + len(mask)] = mask
         assert merged is not None
         return KeyResult(merged.view(shape), None if masks is None else tuple(mask.view(shape) for mask in masks))
@@ -125,7 +126,7 @@ def run_plan(plan: MergePlan, vectors: KeyVectors) -> StateDict | MaskBank:
         result = plan.apply(key, vectors.tensors(key))
         merged[key] = result.merged
         if plan.rescalers is not None and result.masks is not None:
-            for name, mask in zip(vectors.names, result.masks):
+            for name, mask in zip(vectors.names, result.masks, strict=True):
                 masks[name][key] = mask
     if plan.rescalers is None:
         return merged
@@ -136,3 +137,17 @@ def in_memory(planner: Callable[..., MergePlan], task_vectors: TaskVectors, **hy
     """The in-memory method: validate, build the plan from ``task_vectors``, run it over every key."""
     vectors = InMemoryVectors(task_vectors)
     return run_plan(planner(vectors, **hyperparameters), vectors)
+
+
+def as_delta(result: StateDict | MaskBank) -> StateDict:
+    """The result of a delta method's plan (no rescalers): the merged delta."""
+    if isinstance(result, MaskBank):
+        raise MergeflowError("a mask method's plan gave a MaskBank where a merged delta was expected")
+    return result
+
+
+def as_bank(result: StateDict | MaskBank) -> MaskBank:
+    """The result of a mask method's plan (with rescalers): the MaskBank."""
+    if not isinstance(result, MaskBank):
+        raise MergeflowError("a delta method's plan gave a merged delta where a MaskBank was expected")
+    return result

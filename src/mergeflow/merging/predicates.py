@@ -1,4 +1,4 @@
-"""Which state-dict keys the SVD methods decompose as matrices: each codebase has its own rule (methods.md §14).
+"""Which state-dict keys the SVD methods decompose as matrices: each codebase has its own rule (docs/methods.md §1(b)).
 
 A predicate takes (key, tensor) and says "decompose this one"; every other key is merged element-wise. The
 element-wise methods (TIES, TALL, EMR) need no predicate: they act on every key they are given, so heads

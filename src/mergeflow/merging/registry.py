@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
@@ -52,7 +52,7 @@ class HyperParameter:
         if not isinstance(value, self.kind) or isinstance(value, bool):
             raise MergeflowError(f"{self.name} must be {_KIND_WORDS[self.kind]}, got {value!r}")
         self.check(self.name, value)
-        return value  # type: ignore[return-value]
+        return cast(Value, value)  # an instance of kind, one of Value's types
 
     def parse(self, text: str) -> Value:
         """A command-line string to a checked value (``none``/``null`` for optional ones)."""

@@ -8,7 +8,7 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors, stack_tensors
-from mergeflow.merging.plan import InMemoryVectors, MergePlan, delta_kernel, run_plan
+from mergeflow.merging.plan import InMemoryVectors, MergePlan, as_delta, delta_kernel, run_plan
 from mergeflow.merging.predicates import KeyPredicate
 
 # (stack of T task matrices, (T, m, n) with m >= n, in float32/64; transposed?) -> merged (m, n) matrix.
@@ -64,4 +64,4 @@ def spectral_plan(is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix
 def merge_per_key(task_vectors: TaskVectors, is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float) -> StateDict:
     """Run ``spectral_key`` on every key of in-memory task vectors."""
     vectors = InMemoryVectors(task_vectors)
-    return run_plan(spectral_plan(is_matrix, merge_matrix, non_matrix_scale), vectors)  # type: ignore[return-value]
+    return as_delta(run_plan(spectral_plan(is_matrix, merge_matrix, non_matrix_scale), vectors))

@@ -53,7 +53,7 @@ class StreamingVectors:
         experts = list(self.experts.values())
         if theta.dtype == compute_dtype(theta.dtype):
             stack = self._stack_buffer(len(experts) * theta.numel(), theta.dtype).view(len(experts), *theta.shape)
-            for row, expert in zip(stack, experts):
+            for row, expert in zip(stack, experts, strict=True):
                 expert.read_into(key, row, check_finite=False).sub_(theta)
             taus: list[torch.Tensor] = StackedRows(stack)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
@@ -19,11 +19,11 @@ from mergeflow.merging.common import (
     merge_keys,
     summed,
 )
-from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, delta_kernel, in_memory
+from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, as_bank, as_delta, delta_kernel, in_memory
 from mergeflow.merging.ties import ties_plan
 
 
-def _task_lambdas(names: Sequence[str], lam: float | Mapping[str, float]) -> dict[str, float]:
+def _task_lambdas(names: Collection[str], lam: float | Mapping[str, float]) -> dict[str, float]:
     """One lambda per task: TALL selects lambda per task on validation, so a mapping is accepted as well as a float."""
     if isinstance(lam, Mapping):
         missing = [name for name in names if name not in lam]
@@ -37,7 +37,7 @@ def _task_lambdas(names: Sequence[str], lam: float | Mapping[str, float]) -> dic
 def tall_key_masks(key: str, tensors: Sequence[torch.Tensor], merged: torch.Tensor, lambdas: Sequence[float]) -> tuple[torch.Tensor, ...]:
     """The per-key kernel of TALL: m_t = |tau_t| > lam_t * |merged - tau_t| for every task at one key."""
     masks = []
-    for tensor, lam in zip(tensors, lambdas):
+    for tensor, lam in zip(tensors, lambdas, strict=True):
         tau = tensor.detach().to(compute_dtype(tensor.dtype))
         shared = merged.detach().to(tau.dtype)
         if shared.shape != tau.shape:
@@ -60,7 +60,7 @@ def tall_masks(task_vectors: TaskVectors, merged: Mapping[str, torch.Tensor], la
     masks: dict[str, StateDict] = {name: {} for name in task_vectors}
     for key in keys:
         tensors = [vector[key] for vector in task_vectors.values()]
-        for name, mask in zip(task_vectors, tall_key_masks(key, tensors, merged[key], lambda_list)):
+        for name, mask in zip(task_vectors, tall_key_masks(key, tensors, merged[key], lambda_list), strict=True):
             masks[name][key] = mask
     return masks
 
@@ -95,12 +95,12 @@ def tall_ta(task_vectors: TaskVectors, *, lam: float | Mapping[str, float] = 0.4
     ``lam`` is a float or {task: lambda}; the authors pick it per task on validation from {0.2, ..., 0.6}.
     Default 0.4 (the middle of that grid) is our choice, not the authors'.
     """
-    return in_memory(tall_ta_plan, task_vectors, lam=lam)  # type: ignore[return-value]
+    return as_bank(in_memory(tall_ta_plan, task_vectors, lam=lam))
 
 
 def tall_ties(task_vectors: TaskVectors, *, lam: float | Mapping[str, float] = 0.4, k: float = 0.2, aggregate: str = "sum") -> MaskBank:
     """TALL masks over tau_MTL = TIES(tau, k, aggregate) at scale 1; tall_masks uses dis-sum at k = 20% (defaults)."""
-    return in_memory(tall_ties_plan, task_vectors, lam=lam, k=k, aggregate=aggregate)  # type: ignore[return-value]
+    return as_bank(in_memory(tall_ties_plan, task_vectors, lam=lam, k=k, aggregate=aggregate))
 
 
 def agreement(masks: Sequence[torch.Tensor], min_agreement: int) -> torch.Tensor:
@@ -150,7 +150,7 @@ def consensus_ta(
     """Consensus-TA: TALL masks over the TA sum, keep entries >= ``min_agreement`` tasks share (default 2, the
     authors' ``prun_thre_k``), times ``scale``. The authors search scale over {0.1, ..., 1.0} on validation;
     the default 0.3 (TA's usual coefficient) is our choice."""
-    return in_memory(consensus_ta_plan, task_vectors, lam=lam, min_agreement=min_agreement, scale=scale)  # type: ignore[return-value]
+    return as_delta(in_memory(consensus_ta_plan, task_vectors, lam=lam, min_agreement=min_agreement, scale=scale))
 
 
 def consensus_ties(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from mergeflow.merging.common import (
     StateDict,
@@ -15,7 +15,7 @@ from mergeflow.merging.common import (
     check_number,
     stack_tensors,
 )
-from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, column_chunks, delta_kernel, in_memory
+from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, column_chunks, delta_kernel, in_memory
 from mergeflow.merging.topk import above_threshold, trim_rows
 
 AGGREGATES = ("mean", "sum")
@@ -65,7 +65,7 @@ def trim_masks(task_vectors: TaskVectors, k: float = 0.2) -> dict[str, StateDict
     thresholds = vectors.magnitude_thresholds(k)
     return {
         name: {key: above_threshold(vector[key], threshold) for key in vectors.keys}
-        for (name, vector), threshold in zip(task_vectors.items(), thresholds)
+        for (name, vector), threshold in zip(task_vectors.items(), thresholds, strict=True)
     }
 
 
@@ -91,4 +91,4 @@ def ties_merge(task_vectors: TaskVectors, *, k: float = 0.2, aggregate: str = "m
       tall_masks' TALL/Consensus-TIES).
     Default ``scale=1.0`` is the paper's no-validation lambda; the codebases search it on validation.
     """
-    return in_memory(ties_plan, task_vectors, k=k, aggregate=aggregate, scale=scale)  # type: ignore[return-value]
+    return as_delta(in_memory(ties_plan, task_vectors, k=k, aggregate=aggregate, scale=scale))

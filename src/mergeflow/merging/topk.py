@@ -48,7 +48,7 @@ def trim_rows(stack: torch.Tensor, thresholds: Sequence[torch.Tensor | None]) ->
     Rows whose threshold has another dtype than the stack fall back to the comparison in the threshold's dtype.
     """
     out = stack.abs()
-    for row, source, threshold in zip(out, stack, thresholds):
+    for row, source, threshold in zip(out, stack, thresholds, strict=True):
         if threshold is None:
             continue
         if threshold.dtype != row.dtype:

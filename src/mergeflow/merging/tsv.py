@@ -6,8 +6,8 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors, check_fraction, check_number
+from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
-from mergeflow.merging.plan import KeyVectors, MergePlan, in_memory
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
 
 
@@ -34,7 +34,7 @@ def tsv_m(
     concatenations by their polar factors, and Delta = P_U diag(s) P_V. Other keys get the mean of tau_t, also
     times ``scale``. Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
     """
-    return in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix)  # type: ignore[return-value]
+    return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix))
 
 
 def tsv_m_plan(

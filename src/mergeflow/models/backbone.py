@@ -17,13 +17,15 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import open_clip
-import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
+from mergeflow.models.clip_parts import visual as visual_tower
 from mergeflow.models.text_backbone import PACKAGE_PREFIX, packaged_model_path
 from mergeflow.statedict.io import read_safetensors, save_tensors
 
@@ -78,7 +80,7 @@ class _DropRandomInitNotice(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_random_init():  # type: ignore[no-untyped-def]
+def _quiet_random_init() -> Iterator[None]:
     notice_filter = _DropRandomInitNotice()
     logging.getLogger().addFilter(notice_filter)
     try:
@@ -136,8 +138,8 @@ def preprocess_config(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[f
     """(image size, mean, std) the image encoder expects, as open_clip records them (``model``: a CLIP or its tower)."""
     visual = getattr(model, "visual", model)
     cfg = getattr(visual, "preprocess_cfg", None) or {}
-    size = visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    image_size = cast("int | tuple[int, ...] | list[int]", visual.image_size)  # open_clip's tower: an int or (height, width)
+    size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
     mean = tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
     std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
     return size, mean, std
@@ -155,7 +157,7 @@ def load_image_tower(path: str | os.PathLike[str], model_name: str) -> nn.Module
     config = open_clip.get_model_config(model_name)
     build = getattr(open_clip.model, "_build_vision_tower", None)
     if config is None or build is None:  # an open_clip without the tower builder: build the whole model instead
-        return load_clip(path, model_name).visual
+        return visual_tower(load_clip(path, model_name))
     with LazySafetensors(path) as lazy:
         saved_name = lazy.metadata.get("open_clip_model")
         if saved_name is not None and saved_name != model_name:

@@ -26,6 +26,8 @@ def preprocess_images(images: torch.Tensor, image_size: int, mean: Sequence[floa
 class ImageClassifier(nn.Module):
     """Image encoder with a frozen head; logits = head @ normalise(encoder(x))."""
 
+    head: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, encoder: nn.Module, head: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.encoder = encoder

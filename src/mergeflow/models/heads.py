@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mergeflow.models.clip_parts import encode_text, logit_scale
+
 
 @torch.no_grad()
 def zero_shot_head(clip: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], class_names: Sequence[str],
@@ -23,6 +25,6 @@ def zero_shot_head(clip: nn.Module, tokenizer: Callable[[list[str]], torch.Tenso
     rows = []
     for name in class_names:
         tokens = tokenizer([template.format(name) for template in templates])
-        embeddings = F.normalize(clip.encode_text(tokens), dim=-1)
+        embeddings = F.normalize(encode_text(clip, tokens), dim=-1)
         rows.append(F.normalize(embeddings.mean(dim=0), dim=-1))
-    return torch.stack(rows) * clip.logit_scale.exp()
+    return torch.stack(rows) * logit_scale(clip).exp()

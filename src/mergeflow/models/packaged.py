@@ -75,7 +75,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def load_packaged_clip(reference: str, model_name: str) -> "nn.Module":
+def load_packaged_clip(reference: str, model_name: str) -> nn.Module:
     """Build the open_clip model and put the shipped, hash-checked image-tower weights into it."""
     from mergeflow.models.backbone import create_clip
     from mergeflow.statedict.io import read_safetensors
@@ -97,6 +97,6 @@ def load_packaged_clip(reference: str, model_name: str) -> "nn.Module":
     return clip
 
 
-def shipped_tensors(clip: "nn.Module") -> dict[str, "torch.Tensor"]:
+def shipped_tensors(clip: nn.Module) -> dict[str, torch.Tensor]:
     """The entries of a trained CLIP that a packaged backbone ships (image tower and logit scale)."""
     return {key: value.detach().contiguous() for key, value in clip.state_dict().items() if key.startswith(SHIPPED_PREFIXES)}

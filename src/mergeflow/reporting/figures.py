@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -39,11 +39,12 @@ def heatmap_png(
     axes.set_title(title)
     finite = values[np.isfinite(values)]
     middle = (finite.max() + finite.min()) / 2 if finite.size else 0.0
-    for i in range(len(rows) if number_format is not None else 0):
-        for j in range(len(columns)):
-            value = values[i, j]
-            axes.text(j, i, number_format.format(value), ha="center", va="center", fontsize=7,
-                      color="black" if value > middle else "white")
+    if number_format is not None:
+        for i in range(len(rows)):
+            for j in range(len(columns)):
+                value = values[i, j]
+                axes.text(j, i, number_format.format(value), ha="center", va="center", fontsize=7,
+                          color="black" if value > middle else "white")
     figure.colorbar(image, ax=axes, label=colorbar)
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -52,7 +53,7 @@ def heatmap_png(
 
 
 def lines_png(
-    path: str | os.PathLike[str], x_labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str, ylabel: str
+    path: str | os.PathLike[str], x_labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str, ylabel: str
 ) -> None:
     """One line per series over categorical x positions (e.g. layers), saved atomically as PNG."""
     figure, axes = plt.subplots(figsize=(max(6.0, 0.35 * len(x_labels)), 4.0), dpi=120)

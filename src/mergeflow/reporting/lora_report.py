@@ -22,7 +22,7 @@ LABELS = {
 
 
 def _keys(results: pd.DataFrame) -> list[tuple[str, str]]:
-    present = set(zip(results["method"], results["router"]))
+    present = set(zip(results["method"], results["router"], strict=True))
     return [key for key in LABELS if key in present]
 
 

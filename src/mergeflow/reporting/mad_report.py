@@ -7,12 +7,16 @@ matrix and the Bhattacharyya heatmap. Nothing here computes a model output: it f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mergeflow.errors import MergeflowError
-from mergeflow.reporting.tables import Heatmap, Report, format_wide as _format_wide, markdown as _markdown, pct as _pct
+from mergeflow.reporting.tables import Heatmap, Report
+from mergeflow.reporting.tables import format_wide as _format_wide
+from mergeflow.reporting.tables import markdown as _markdown
+from mergeflow.reporting.tables import pct as _pct
 from mergeflow.reporting.tables import per_task as _per_task
 
 
@@ -141,7 +145,7 @@ def bhattacharyya_heatmap(frame: pd.DataFrame, tasks: Sequence[str]) -> tuple[He
                       "B(t, s)", number_format="{:.1f}")
     pairs = frame[frame["task"] < frame["other"]].sort_values("bayes_error_bound", ascending=False).head(5)
     closest = pd.DataFrame({
-        "task pair": [f"{a} / {b}" for a, b in zip(pairs["task"], pairs["other"])],
+        "task pair": [f"{a} / {b}" for a, b in zip(pairs["task"], pairs["other"], strict=True)],
         "Bhattacharyya distance": pairs["distance"].map(lambda v: f"{v:.2f}"),
         "Bayes-error bound": pairs["bayes_error_bound"].map(lambda v: f"{v:.2e}"),
     })
@@ -154,7 +158,7 @@ def build_report(
     routers: Sequence[str],
     results: pd.DataFrame,
     analysis: Mapping[str, pd.DataFrame],
-    summary: Mapping[str, object],
+    summary: Mapping[str, Any],
 ) -> Report:
     """The whole report; figures are linked as ``figures/NAME.png`` next to it (the stage writes them there)."""
     main_router = str(summary["confusion_router"])

@@ -185,7 +185,7 @@ def check_orderings(results: pd.DataFrame, suite: str, tasks: Sequence[str], kin
     rows = []
     for name, tiers, relations in SETTINGS[kind][1]:
         values = {item: measure(results, suite, tasks, item) for tier in tiers for item in tier}
-        for relation, left, right in zip(relations, tiers, tiers[1:]):
+        for relation, left, right in zip(relations, tiers, tiers[1:], strict=False):
             left_text, left_values = _tier(values, left)
             right_text, right_values = _tier(values, right)
             link = f"{'/'.join(map(_short, left))} {relation} {'/'.join(map(_short, right))}"

@@ -17,7 +17,7 @@ def probe_table(probe: Mapping[str, Any], tasks: Sequence[str]) -> str:
     order = list(probe["tasks"])
     rows = []
     for task in tasks:
-        confusion = dict(zip(order, probe["confusion"][order.index(task)])) if task in order else {}
+        confusion = dict(zip(order, probe["confusion"][order.index(task)], strict=True)) if task in order else {}
         total = sum(confusion.values())
         wrong = sorted(((count, other) for other, count in confusion.items() if other != task and count), key=lambda c: (-c[0], c[1]))
         rows.append({

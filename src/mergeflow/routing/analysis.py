@@ -9,17 +9,19 @@ model and head of task-known (oracle) inference, so per-input oracle correctness
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.routing.bhattacharyya import bayes_error_bound, bhattacharyya_distance
-from mergeflow.routing.calibration import calibrate, draw_calibration
+from mergeflow.routing.calibration import Calibrated, calibrate, draw_calibration
 from mergeflow.routing.gaussian import task_covariances
 from mergeflow.routing.routers import Router, fit_router
 
 Record = dict[str, object]
 TaskFeatures = Mapping[str, torch.Tensor]
+V = TypeVar("V")
 
 
 def routing_accuracy(router: Router, test: TaskFeatures) -> dict[str, float]:
@@ -38,7 +40,7 @@ def mad_routing_accuracy(
 
 
 def _sweep(
-    sweep: str, values: Sequence[object], seeds: Sequence[int], score: Callable[[object, int], Mapping[str, float]]
+    sweep: str, values: Sequence[V], seeds: Sequence[int], score: Callable[[V, int], Mapping[str, float]]
 ) -> list[Record]:
     """One record per value x seed x task: the routing accuracy ``score(value, seed)`` gives each task."""
     return [
@@ -51,7 +53,7 @@ def sample_size_sweep(
     tasks: Sequence[str], train: TaskFeatures, test: TaskFeatures, samples: Sequence[int], seeds: Sequence[int], eps: float
 ) -> list[Record]:
     """Routing accuracy of MAD for every N x seed (Tables 6 and F1), plus N = all training inputs (value "all")."""
-    records = _sweep("samples", samples, seeds, lambda count, seed: mad_routing_accuracy(tasks, train, test, count, seed, eps))  # type: ignore[arg-type]
+    records = _sweep("samples", samples, seeds, lambda count, seed: mad_routing_accuracy(tasks, train, test, count, seed, eps))
     return records + _sweep("samples", ["all"], [0], lambda _, seed: mad_routing_accuracy(tasks, train, test, None, seed, eps))
 
 
@@ -59,7 +61,7 @@ def eps_sweep(
     tasks: Sequence[str], train: TaskFeatures, test: TaskFeatures, eps_values: Sequence[float], seeds: Sequence[int], samples: int
 ) -> list[Record]:
     """Routing accuracy of MAD for every eps x seed at N = ``samples`` (Table F2)."""
-    return _sweep("eps", eps_values, seeds, lambda eps, seed: mad_routing_accuracy(tasks, train, test, samples, seed, eps))  # type: ignore[arg-type]
+    return _sweep("eps", eps_values, seeds, lambda eps, seed: mad_routing_accuracy(tasks, train, test, samples, seed, eps))
 
 
 def seen_unseen(
@@ -122,7 +124,7 @@ def reject_tradeoff(
     for quantile in quantiles:
         fitted = calibrate("mad", seen, train, val, samples=samples, eps=eps, seed=seed, quantile=quantile)
 
-        def rejected(group: Sequence[str]) -> float:
+        def rejected(group: Sequence[str], fitted: Calibrated = fitted) -> float:  # this quantile's router
             distances = fitted.router.min_distance(torch.cat([features["test"][t] for t in group]))
             return float((distances > fitted.reject_threshold).double().mean())
 

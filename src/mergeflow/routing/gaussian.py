@@ -1,6 +1,6 @@
 """Per-task Gaussians over calibration features, stored as whitening factors so a Mahalanobis distance is a norm.
 
-MAD (methods.md §2) fits one mean and covariance per task and routes an input to the task with the smallest
+MAD (docs/methods.md §2) fits one mean and covariance per task and routes an input to the task with the smallest
 Mahalanobis distance. Everything is computed in float64: covariances of N < D samples are rank-deficient and only
 the eps ridge keeps them invertible, so float32 round-off would dominate the small eigenvalues. The fitted tensors
 and every distance are float64 whatever the input dtype.
@@ -79,11 +79,14 @@ def task_covariances(features: Sequence[torch.Tensor], eps: float = 1e-4) -> tup
 
 def _pooled_covariance(features: list[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Means and one shared covariance: the within-task scatter summed over tasks / (sum N_t - T) + eps*I (LDA)."""
-    means, scatter = [], 0
+    means: list[torch.Tensor] = []
+    scatter: torch.Tensor | int = 0
     for x in features:
         mean, centred = _centred(x)
         means.append(mean)
         scatter = scatter + centred.T @ centred
+    if isinstance(scatter, int):  # check_features refuses an empty list before this
+        raise MergeflowError("no calibration features: pass one (N, D) tensor per task")
     dof = sum(x.shape[0] for x in features) - len(features)
     return torch.stack(means), _ridge(scatter / dof, eps)
 

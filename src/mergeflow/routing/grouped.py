@@ -32,7 +32,7 @@ def grouped_apply(
     order = torch.argsort(assignment, stable=True)
     groups, counts = torch.unique_consecutive(assignment[order], return_counts=True)
     output: torch.Tensor | None = None
-    for group, rows in zip(groups.tolist(), torch.split(order, counts.tolist())):
+    for group, rows in zip(groups.tolist(), torch.split(order, counts.tolist()), strict=True):
         result = run_group(group, inputs[rows])
         if not isinstance(result, torch.Tensor) or result.dim() == 0 or result.shape[0] != rows.shape[0]:
             got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__

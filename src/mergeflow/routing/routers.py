@@ -2,7 +2,7 @@
 
 Every router returns scores (B, T) where LOWER is better, so ``route`` is always an argmin and the MAD baselines
 (Euclidean, cosine, diagonal, pooled, k-NN) are drop-in replacements in the results table's ``router`` column.
-Features are used as given: L2 normalisation, if wanted, is the caller's choice (methods.md §2 leaves it open).
+Features are used as given: L2 normalisation, if wanted, is the caller's choice (docs/methods.md §2 leaves it open).
 Scores and distances are float64.
 """
 

@@ -50,7 +50,8 @@ class TokenIds:
         return token_ids
 
 
-InputTransform = Preprocess | TokenIds
+# what turns stored inputs into the encoder's inputs: Preprocess, TokenIds, or any function (the public API's identity)
+InputTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def tensor_bytes(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> int:

@@ -90,7 +90,7 @@ class SafetensorsWriter:
             raise MergeflowError(f"merged entry {key!r} contains NaN or Inf (overflow in {dtype}?)")
         data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         self._file.seek(8 + self._header_size + begin)
-        self._file.write(memoryview(data))
+        self._file.write(data.data)  # the array's own memoryview: no copy
         self._written.add(key)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:

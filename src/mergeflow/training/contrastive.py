@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mergeflow.models.classifier import preprocess_images
+from mergeflow.models.clip_parts import encode_image, encode_text, logit_scale, visual
 from mergeflow.training.loop import OptimConfig, run_training
 
 
@@ -35,8 +36,8 @@ def pretrain_clip(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, i
     caption_ids = torch.unique(tokens, dim=0, return_inverse=True)[1]
 
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
-        image_features = clip.encode_image(preprocess_images(images[batch], image_size, mean, std))
-        return clip_loss(image_features, clip.encode_text(tokens[batch]), clip.logit_scale, caption_ids[batch])
+        image_features = encode_image(clip, preprocess_images(images[batch], image_size, mean, std))
+        return clip_loss(image_features, encode_text(clip, tokens[batch]), logit_scale(clip), caption_ids[batch])
 
     clip.train()
     losses = run_training(clip.parameters(), batch_loss, len(images), config, "pretrain")
@@ -49,7 +50,7 @@ def caption_embeddings(clip: nn.Module, tokens: torch.Tensor, batch_size: int = 
     """(normalised embedding of each distinct caption, index of each item's caption): a locked tower runs once per caption."""
     unique, caption_ids = torch.unique(tokens, dim=0, return_inverse=True)
     clip.eval()
-    chunks = [F.normalize(clip.encode_text(unique[i : i + batch_size]), dim=-1) for i in range(0, len(unique), batch_size)]
+    chunks = [F.normalize(encode_text(clip, unique[i : i + batch_size]), dim=-1) for i in range(0, len(unique), batch_size)]
     return torch.cat(chunks), caption_ids
 
 
@@ -63,15 +64,15 @@ def pretrain_image_tower(clip: nn.Module, images: torch.Tensor, tokens: torch.Te
     text_features, caption_ids = caption_embeddings(clip, tokens)
     for parameter in clip.parameters():
         parameter.requires_grad_(False)
-    trainable = [*clip.visual.parameters(), clip.logit_scale]
+    trainable = [*visual(clip).parameters(), logit_scale(clip)]
     for parameter in trainable:
         parameter.requires_grad_(True)
 
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
-        image_features = clip.encode_image(preprocess_images(images[batch], image_size, mean, std))
-        return clip_loss(image_features, text_features[caption_ids[batch]], clip.logit_scale, caption_ids[batch])
+        image_features = encode_image(clip, preprocess_images(images[batch], image_size, mean, std))
+        return clip_loss(image_features, text_features[caption_ids[batch]], logit_scale(clip), caption_ids[batch])
 
-    clip.visual.train()
+    visual(clip).train()
     losses = run_training(trainable, batch_loss, len(images), config, "pretrain")
     clip.eval()
     for parameter in clip.parameters():

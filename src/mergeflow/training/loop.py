@@ -29,7 +29,11 @@ def run_training(parameters: Iterable[torch.nn.Parameter], batch_loss: Callable[
                  num_items: int, config: OptimConfig, description: str) -> list[float]:
     """Minimise ``batch_loss(indices)`` over seeded mini-batches of ``num_items`` items; returns the loss per step."""
     seed_everything(config.seed)
-    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    learned = [p for p in parameters if p.requires_grad]
+    # the fused kernel updates every tensor in one pass: the same AdamW update as the per-tensor loop, 6x cheaper on a
+    # CPU for MiniLM's 22 M parameters (125 -> 21 ms a step, benchmarks/train_step_bench.py); float tensors only
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in learned)
+    optimizer = torch.optim.AdamW(learned, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
     scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     batches = epoch_batches(num_items, config.batch_size, config.steps, torch_generator(config.seed, description, "batches"))
     losses: list[float] = []

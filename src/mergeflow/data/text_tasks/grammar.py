@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from mergeflow.errors import MergeflowError
 
 Grammar = Mapping[str, Sequence[str]]
+T = TypeVar("T")
 
 _SLOT = re.compile(r"\{(\w+)(\^?)\}")
 _MAX_DEPTH = 8
 
 
-def pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+def pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     """One alternative, uniformly."""
     return options[int(rng.integers(len(options)))]
 

@@ -12,6 +12,7 @@ task routing, as MNIST and SVHN are in the papers' eight tasks.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ SOURCE_FRACTIONS = {"train": (0.0, 0.6), "val": (0.6, 0.75), "test": (0.75, 1.0)
 
 
 @functools.cache
-def load_digits():  # type: ignore[no-untyped-def]  # scikit-learn's Bunch has no type stubs
+def load_digits() -> Any:  # scikit-learn's Bunch has no type stubs
     """scikit-learn's bundled digits (imported lazily: scikit-learn is slow to import and params checks need none of it)."""
     from sklearn.datasets import load_digits as sklearn_load_digits
 
@@ -55,7 +56,8 @@ def make_handwritten_digits(split: str, n: int, seed: int, size: int) -> tuple[n
     by_class = {c: rng.permutation(pool[digits.target[pool] == c]) for c in range(10)}
     labels = balanced_labels(rng, n, 10)
     seen = dict.fromkeys(range(10), 0)
-    images, ids = [], []
+    images: list[np.ndarray] = []
+    ids: list[str] = []
     for label in labels:
         cands = by_class[int(label)]
         src = int(cands[seen[int(label)] % len(cands)])
@@ -75,7 +77,7 @@ def house_plate(center: str, neighbours: tuple[str, str], size: int, rng: np.ran
     dy = float(rng.uniform(-2, 2))
     step = font_px * rng.uniform(0.55, 0.7)
     alpha = glyph_mask(center, size, font_px, angle, (float(rng.uniform(-1.5, 1.5)), dy))
-    for side, char in zip((-1, 1), neighbours):
+    for side, char in zip((-1, 1), neighbours, strict=True):
         if char:
             alpha = np.maximum(alpha, glyph_mask(char, size, font_px, angle, (side * step, dy)))
     plate = random_color(rng, (0.35, 1.0))

@@ -33,7 +33,7 @@ PHOTOS: tuple[tuple[str, str], ...] = (
 BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.75), "test": (0.75, 1.0)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> np.ndarray:
     """One scikit-image sample photo as (H, W, 3) uint8 (grey photos are replicated to RGB)."""
     from skimage import data as skdata  # lazy: scikit-image is slow to import

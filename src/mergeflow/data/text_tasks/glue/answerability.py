@@ -9,8 +9,6 @@ or another event that does state that kind of detail (so the presence of a place
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from mergeflow.data.text_task_spec import TextTaskSpec
@@ -40,7 +38,7 @@ def qnli_pair(rng: np.random.Generator, label: int) -> Pair:
     if wh != "what" and rng.random() < 0.5:  # the same event, without the asked detail
         if wh == "who":
             return asked, world.render(rng, event, passive=True, agent=False)
-        return asked, world.render(rng, replace(event, **{"place" if wh == "where" else "time": ""}))
+        return asked, world.render(rng, world.with_detail(event, "place" if wh == "where" else "time", ""))
     other = world.random_event(rng, place=1.0 if wh == "where" else 0.5, time=1.0 if wh == "when" else 0.5)
     while other.verb == event.verb or other.subject == event.subject:
         other = world.random_event(rng, place=1.0 if wh == "where" else 0.5, time=1.0 if wh == "when" else 0.5)

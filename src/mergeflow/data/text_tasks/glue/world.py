@@ -14,6 +14,7 @@ the time fronted) and changed by named edits that the tasks label differently: d
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -170,10 +171,16 @@ def render(rng: np.random.Generator, event: Event, *, passive: bool | None = Non
 
 # The edits. Each returns a new event; the tasks decide what an edit means for their label.
 
+def with_detail(event: Event, name: str, value: str) -> Event:
+    """``event`` with its place, time or reason (``name``) set to ``value`` ("" drops it)."""
+    changes: dict[str, Any] = {name: value}  # one str field chosen at run time: replace() cannot check it statically
+    return replace(event, **changes)
+
+
 def drop_detail(rng: np.random.Generator, event: Event) -> Event | None:
     """Forget the place or the time (what is left still follows from the event); None when there is neither."""
     options = [name for name in ("place", "time") if getattr(event, name)]
-    return replace(event, **{pick(rng, options): ""}) if options else None
+    return with_detail(event, pick(rng, options), "") if options else None
 
 
 def generalise(rng: np.random.Generator, event: Event) -> Event:
@@ -188,7 +195,7 @@ def add_detail(rng: np.random.Generator, event: Event) -> Event:
     missing = [name for name in ("place", "time") if not getattr(event, name)] + ["reason"]
     name = pick(rng, missing)
     pool = {"place": PLACES, "time": TIMES, "reason": REASONS}[name]
-    return replace(event, **{name: pick(rng, pool)})
+    return with_detail(event, name, pick(rng, pool))
 
 
 def swap_subject(rng: np.random.Generator, event: Event) -> Event:

@@ -1,4 +1,4 @@
-"""DaWin (methods.md §13): coefficients from the prediction entropy of each individual model on the input.
+"""DaWin (docs/methods.md §13): coefficients from the prediction entropy of each individual model on the input.
 
 c(x) = softmax_t(-H_t(x)); the merged model is theta_0 + scale * T * sum_t c_t(x) tau_t (scale 0.3, so equal entropies
 give Task Arithmetic at 0.3). The authors' multi-task default averages c over a whole dataset and merges once per

@@ -1,4 +1,4 @@
-"""TR-Merging's training-free router (methods.md §4): mean cosine similarity to each task's sample embeddings, turned
+"""TR-Merging's training-free router (docs/methods.md §4): mean cosine similarity to each task's sample embeddings, turned
 into per-input expert weights with a temperature, keeping the top K experts.
 
 The paper writes the weights as softmax(softmax(s) / tau) (Eqs. 6-8) but states the intent as softmax(s / tau)

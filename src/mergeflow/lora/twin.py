@@ -1,4 +1,4 @@
-"""Twin-Merging (methods.md §12): a shared expert by Task Arithmetic, rank-truncated exclusive vectors, and an MLP
+"""Twin-Merging (docs/methods.md §12): a shared expert by Task Arithmetic, rank-truncated exclusive vectors, and an MLP
 router trained on the shared expert's features; each input is served by theta* + sum_t softmax(router)_t v_t.
 
 Unlike the authors' script, the router's epoch is selected on the validation split (theirs: on test), and nothing is
