@@ -50,6 +50,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     import torch
 
     from mergeflow.adaptation.batches import batch_sampler
+    from mergeflow.adaptation.methods import get_adapt_method
     from mergeflow.api import adapt, save_checkpoint
     from mergeflow.cli_experts import parse_experts
     from mergeflow.models.backbone import create_clip
@@ -78,9 +79,10 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     if wrong:
         raise MergeflowError(f"{args.heads}: the heads of {wrong} are not {width}-wide, the encoder's embedding width")
     result = adapt(args.method, base, experts, encoder, heads, batch_sampler(pools, args.batch_size, args.seed),
-                   steps=args.steps, prior=args.prior, lr=args.lr, rank=args.rank, common=args.common)
-    info = {"method": args.method, "steps": args.steps, "prior": args.prior, "lr": args.lr, "rank": args.rank,
-            "common": args.common, "batch_size": args.batch_size, "seed": args.seed, "tasks": tasks,
+                   steps=args.steps, lr=args.lr, prior=args.prior, rank=args.rank, common=args.common)
+    settings = get_adapt_method(args.method).resolve({"prior": args.prior, "rank": args.rank, "common": args.common})
+    info = {"method": args.method, "steps": args.steps, "hyperparameters": settings, "lr": args.lr,
+            "batch_size": args.batch_size, "seed": args.seed, "tasks": tasks,
             "first_loss": result.losses[0] if result.losses else None, "final_loss": result.losses[-1] if result.losses else None}
     save_checkpoint(result.state, args.out, {"method": args.method, "info": json.dumps(info, sort_keys=True)})
     summary = f", entropy {result.losses[0]:.4f} -> {result.losses[-1]:.4f}" if result.losses else ""
@@ -106,12 +108,12 @@ def add_adapt_command(sub: argparse._SubParsersAction[_ParserT]) -> None:
                        help="one (N, 3, H, W) tensor of preprocessed unlabelled images per task name")
     adapt.add_argument("--out", required=True, metavar="OUT.safetensors", help="where to write the final step's model")
     adapt.add_argument("--steps", type=int, default=500, help="Adam steps; the final one is written [500]")
-    adapt.add_argument("--prior", type=float, required=True,
-                       help="initial coefficient: the static method's scale (AdaMerging 0.3, AdaRank-CART 2.3 in the papers)")
+    adapt.add_argument("--prior", type=float, default=None,
+                       help="initial coefficient, the static method's scale [the method's declared default: docs/methods.md §3, §11]")
     adapt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate [1e-3]")
     adapt.add_argument("--rank", type=float, default=None,
-                       help="AdaRank-TA / -CART: rank fraction kept at step 0 [1.0 / 0.16]; AdaRank-TSV-M: per-task rank")
-    adapt.add_argument("--common", type=float, default=None, help="AdaRank-Iso-CTS: common-subspace fraction [0.8]")
+                       help="AdaRank-TA / -CART: rank fraction kept at step 0; AdaRank-TSV-M: per-task rank fraction [declared default]")
+    adapt.add_argument("--common", type=float, default=None, help="AdaRank-Iso-CTS: common-subspace fraction [declared default]")
     adapt.add_argument("--batch-size", type=int, default=16, help="unlabelled inputs per task per step [16]")
     adapt.add_argument("--seed", type=int, default=0, help="seed of the batch draws [0]")
     adapt.set_defaults(func=_cmd_adapt)
