@@ -36,9 +36,10 @@ def suite_setting(batch: int):  # type: ignore[no-untyped-def]
     import os
 
     os.chdir(ROOT)
+    from mergeflow.adaptation.batches import batch_sampler
     from mergeflow.params import load_params
     from mergeflow.routing.served import SwappableEncoder
-    from tasks._adapt_inputs import batch_sampler, unlabelled_pools
+    from tasks._adapt_inputs import unlabelled_pools
     from tasks._merge_inputs import load_base_visual, load_task_vectors
     from tasks._routing_inputs import load_encoder, load_heads
 

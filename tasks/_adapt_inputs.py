@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from mergeflow.adaptation.batches import batch_sampler
 from mergeflow.adaptation.loop import AdaptationResult, adapt
 from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
@@ -30,18 +31,6 @@ def unlabelled_pools(params: Params, preprocess: InputTransform, fraction: float
         keep = max(1, math.ceil(fraction * len(images)))
         pools.append(preprocess(images[order[:keep]]))
     return pools
-
-
-def batch_sampler(pools: list[torch.Tensor], batch_size: int, seed: int) -> Callable[[int, int], torch.Tensor]:
-    """batches(step, task): ``batch_size`` inputs of the task's pool without replacement within a batch, from a
-    per-task generator (a run is reproducible; the loop asks for tasks in order at every step)."""
-    generators = [torch_generator(seed, "adapt-batches", index) for index in range(len(pools))]
-
-    def batches(step: int, task: int) -> torch.Tensor:
-        pool = pools[task]
-        return pool[torch.randperm(len(pool), generator=generators[task])[:batch_size]]
-
-    return batches
 
 
 @torch.no_grad()

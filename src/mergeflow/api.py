@@ -123,17 +123,18 @@ def adapt(
     batches: Batches,
     *,
     steps: int,
-    prior: float,
     lr: float = 1e-3,
-    rank: float | None = None,
-    common: float | None = None,
+    learn: str = "both",
     on_step: Callable[[int, float], None] | None = None,
+    **hyperparameters: object,
 ) -> AdaptationResult:
     """Test-time adaptation by entropy minimisation: ``adamerging`` or ``adarank_{ta,cart,tsv_m,iso_cts}``.
 
-    ``batches(step, t)`` returns task t's unlabelled inputs for that step; ``heads[t]`` its frozen head. ``prior`` is
-    the initial coefficient (the static method's scale). The result's ``state`` is the final step's model."""
-    model = build_adaptive(method, base, _raw(base, experts), prior=prior, rank=rank, common=common)
+    ``batches(step, t)`` returns task t's unlabelled inputs for that step (``adaptation.batches.batch_sampler`` draws
+    them as the pipeline does); ``heads[t]`` is its frozen head. ``hyperparameters`` are the method's declared ones
+    (``prior``, the initial coefficient, and ``rank`` / ``common`` / ``granularity``), defaults where unset. The
+    result's ``state`` is the final step's model."""
+    model = build_adaptive(method, base, _raw(base, experts), learn=learn, **hyperparameters)
 
     def forward(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(encoder, state, (x,))

@@ -1,5 +1,5 @@
-"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``), fit and apply
-task routers on features (``route fit`` / ``route predict``, in ``cli_route``)."""
+"""The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``), adapt a merge
+on unlabelled inputs (``adapt``, in ``cli_adapt``), fit and apply task routers on features (``route``, in ``cli_route``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import sys
 from typing import NoReturn
 
+from mergeflow.cli_adapt import add_adapt_command
+from mergeflow.cli_experts import parse_experts
 from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError
 
@@ -31,25 +33,11 @@ def _cmd_results(args: argparse.Namespace) -> None:
     print(pivot(table, args.metric).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def _parse_experts(entries: list[str]) -> dict[str, str]:
-    """``NAME=PATH`` entries to {name: path}, refusing empty or repeated names."""
-    experts: dict[str, str] = {}
-    for entry in entries:
-        name, separator, path = entry.partition("=")
-        name = name.strip()
-        if not separator or not name or not path:
-            raise MergeflowError(f"--expert expects NAME=PATH, got {entry!r}")
-        if name in experts:
-            raise MergeflowError(f"--expert {name!r} given twice")
-        experts[name] = path
-    return experts
-
-
 def _cmd_merge(args: argparse.Namespace) -> None:
     from mergeflow.merging.registry import parse_assignments
     from mergeflow.merging.streaming import merge_files
 
-    experts = _parse_experts(args.expert)
+    experts = parse_experts(args.expert)
     overrides = parse_assignments(args.method, args.set)
     out = os.path.abspath(args.out)
     inputs = [args.base, *experts.values()]
@@ -135,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the shared vector and the bit-packed mask bank",
     )
     merge.set_defaults(func=_cmd_merge)
+    add_adapt_command(sub)
     add_route_commands(sub)
     return parser
 
