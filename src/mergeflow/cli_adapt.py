@@ -65,10 +65,14 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     heads = _per_task(args.heads, tasks, "(classes, D) head", 2)
     pools = _per_task(args.inputs, tasks, "(N, 3, H, W) preprocessed-image", 4)
     encoder = visual(create_clip(args.model, pretrained=None, pretrained_text=False)).eval()
-    expected = set(encoder.state_dict())
-    if set(base) != expected:
+    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
+    if set(base) != set(expected):
         raise MergeflowError(f"{args.base}: its keys are not {args.model!r}'s image encoder's (missing "
-                             f"{sorted(expected - set(base))[:3]}, unexpected {sorted(set(base) - expected)[:3]}); pass --model")
+                             f"{sorted(set(expected) - set(base))[:3]}, unexpected {sorted(set(base) - set(expected))[:3]}); pass --model")
+    misfit = [key for key, shape in expected.items() if tuple(base[key].shape) != shape]
+    if misfit:
+        raise MergeflowError(f"{args.base}: {misfit[0]!r} has shape {tuple(base[misfit[0]].shape)} but {args.model!r}'s "
+                             f"image encoder's is {expected[misfit[0]]} ({len(misfit)} such keys); pass --model")
     try:
         with torch.no_grad():
             width = encoder(pools[0][:1]).shape[-1]
