@@ -9,7 +9,7 @@ import sys
 from typing import NoReturn
 
 from mergeflow.cli_adapt import add_adapt_command
-from mergeflow.cli_experts import parse_experts
+from mergeflow.cli_inputs import parse_experts
 from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError
 

@@ -31,18 +31,10 @@ def _encoder_state(path: str) -> dict[str, torch.Tensor]:
     return visual_state_dict(state) if any(key.startswith("visual.") for key in state) else state
 
 
-def _per_task(path: str, tasks: list[str], what: str, dims: int) -> list[torch.Tensor]:
-    from mergeflow.api import load_checkpoint
+def _per_task(path: str, tasks: list[str], what: str, shape: str) -> list[torch.Tensor]:
+    from mergeflow.cli_inputs import read_keyed_tensors
 
-    tensors = load_checkpoint(path)
-    missing, extra = [t for t in tasks if t not in tensors], sorted(set(tensors) - set(tasks))
-    if missing or extra:
-        raise MergeflowError(f"{path}: needs one {what} tensor per expert task {tasks} (missing {missing}, unexpected {extra})")
-    for task in tasks:
-        value = tensors[task]
-        if value.dim() != dims or not value.is_floating_point() or value.shape[0] == 0:
-            raise MergeflowError(f"{path}: {task!r} is a {value.dtype} tensor of shape {tuple(value.shape)}; expected a "
-                                 f"non-empty {dims}-D floating-point {what} tensor")
+    tensors = read_keyed_tensors(path, what, shape, tasks)
     return [tensors[task] for task in tasks]
 
 
@@ -52,7 +44,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     from mergeflow.adaptation.batches import batch_sampler
     from mergeflow.adaptation.methods import get_adapt_method
     from mergeflow.api import adapt, save_checkpoint
-    from mergeflow.cli_experts import parse_experts
+    from mergeflow.cli_inputs import parse_experts
     from mergeflow.models.backbone import create_clip
     from mergeflow.models.clip_parts import visual
 
@@ -62,8 +54,8 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     tasks = list(experts_paths)
     base = _encoder_state(args.base)
     experts: Mapping[str, Mapping[str, Any]] = {name: _encoder_state(path) for name, path in experts_paths.items()}
-    heads = _per_task(args.heads, tasks, "(classes, D) head", 2)
-    pools = _per_task(args.inputs, tasks, "(N, 3, H, W) preprocessed-image", 4)
+    heads = _per_task(args.heads, tasks, "head", "(classes, D)")
+    pools = _per_task(args.inputs, tasks, "preprocessed images", "(N, 3, H, W)")
     encoder = visual(create_clip(args.model, pretrained=None, pretrained_text=False)).eval()
     expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
     if set(base) != set(expected):

@@ -22,15 +22,9 @@ ROUTER_NAMES_HELP = "mad, pooled, diagonal, euclidean, cosine, knn1, knn3, knn5,
 
 
 def _read_features(path: str, what: str) -> Mapping[str, torch.Tensor]:
-    from mergeflow.statedict.io import load_tensors
+    from mergeflow.cli_inputs import read_keyed_tensors
 
-    tensors = load_tensors(path)
-    if not tensors:
-        raise MergeflowError(f"{path}: holds no tensors; write one (N, D) tensor of {what} per key")
-    for key, value in tensors.items():
-        if value.dim() != 2 or not value.is_floating_point() or value.shape[0] == 0:
-            raise MergeflowError(f"{path}: {key!r} is a {value.dtype} tensor of shape {tuple(value.shape)}; "
-                                 f"each key must hold a non-empty (N, D) floating-point tensor of {what}")
+    tensors = read_keyed_tensors(path, what, "(N, D)")
     widths = {int(value.shape[1]) for value in tensors.values()}
     if len(widths) > 1:
         raise MergeflowError(f"{path}: the tensors have different widths {sorted(widths)}; all features must share D")
@@ -75,17 +69,20 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(table)} inputs routed " + json.dumps({task: int(n) for task, n in counts.items()}))
 
 
+def _subcommand(commands: argparse._SubParsersAction[_ParserT], name: str, summary: str, description: str) -> _ParserT:
+    return commands.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_route_commands(sub: argparse._SubParsersAction[_ParserT]) -> None:
     """Register ``route fit`` and ``route predict`` under the ``mergeflow`` parser's subcommands."""
     route = sub.add_parser("route", help="fit a task router on features and route new inputs (MAD and the others)",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = route.add_subparsers(dest="route_command", required=True, parser_class=type(route))
-    fit = commands.add_parser(
-        "fit", help="features per task -> a router file",
-        description="Fit a router on per-task features (one (N_t, D) tensor per task name) and write it as\n"
+    fit = _subcommand(
+        commands, "fit", "features per task -> a router file",
+        "Fit a router on per-task features (one (N_t, D) tensor per task name) and write it as\n"
         "safetensors (its name, tasks and how it was fitted in the metadata).\n\n"
-        "example: mergeflow route fit --router mad --features calibration.safetensors --out mad.safetensors",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "example: mergeflow route fit --router mad --features calibration.safetensors --out mad.safetensors")
     fit.add_argument("--router", default="mad", metavar="NAME", help=f"router: {ROUTER_NAMES_HELP} [mad]")
     fit.add_argument("--features", required=True, metavar="FEATURES.safetensors", help="one (N, D) tensor per task name")
     fit.add_argument("--out", required=True, metavar="ROUTER.safetensors", help="where to write the router")
@@ -94,12 +91,11 @@ def add_route_commands(sub: argparse._SubParsersAction[_ParserT]) -> None:
                      help="fit on N rows per task drawn with --seed, as the pipeline's calibrate does [all rows]")
     fit.add_argument("--seed", type=int, default=0, help="seed of the --samples draw [0]")
     fit.set_defaults(func=_cmd_fit)
-    predict = commands.add_parser(
-        "predict", help="a router file + features -> the routed task of every input (Parquet)",
-        description="Route every row of every tensor in FEATURES with a router file; write one Parquet row per\n"
+    predict = _subcommand(
+        commands, "predict", "a router file + features -> the routed task of every input (Parquet)",
+        "Route every row of every tensor in FEATURES with a router file; write one Parquet row per\n"
         "input: key, row, task, task_index, min_distance (the reject option's distance).\n\n"
-        "example: mergeflow route predict --router mad.safetensors --features inputs.safetensors --out routed.parquet",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "example: mergeflow route predict --router mad.safetensors --features inputs.safetensors --out routed.parquet")
     predict.add_argument("--router", required=True, metavar="ROUTER.safetensors", help="written by `route fit` or the pipeline")
     predict.add_argument("--features", required=True, metavar="FEATURES.safetensors", help="(N, D) tensors of inputs to route")
     predict.add_argument("--out", required=True, metavar="ROUTED.parquet", help="where to write the routed tasks")
