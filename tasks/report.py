@@ -11,6 +11,7 @@ import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
 from mergeflow.data.suites import suite_kind
+from mergeflow.dynamic.names import TABLE_NAMES
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
@@ -41,15 +42,16 @@ def build(args: argparse.Namespace, params: Params) -> None:
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, regime, analyze_routing and analyze_adaptation") from exc
     adapt = params.adapt
+    per_input = [TABLE_NAMES[method] for method in params.dynamic.methods]
     parts = [
-        build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary),
+        build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary, per_input),
         build_regime_report(regime, params.suite.tasks),
         build_paper_report(params.suite.name, params.suite.tasks, results, suite_kind(params.suite.name)),
         build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
                                 results[results["suite"] == params.suite.name], adaptation,
                                 {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),
         build_lora_report(params.suite.name, params.suite.tasks, results,
-                          load_policy("tr")[1] if "tr" in params.lora.methods else None),
+                          load_policy("tr")[1] if "tr" in params.lora.methods else None, [router for _, router in per_input]),
     ]
     for figure in (figure for part in parts for figure in part.figures):
         path = FIGURES / f"{figure.name}.png"

@@ -43,6 +43,8 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     expected |= {f"adapt@{m}" for m in params["adapt"]["methods"]} | {"analyze_adaptation"}
     expected |= {f"finetune_lora@{t}" for t in tasks}
     expected |= {f"serve_lora@{m}" for m in params["lora"]["methods"]}
+    expected |= {f"serve_dynamic@{m}" for m in params["dynamic"]["methods"]}
+    assert params["dynamic"]["methods"] == ["wemoe", "mow_merging"]  # the smoke run covers both
     assert ran(output) == expected
     full_table = pd.read_parquet(project / "reports" / "results.parquet")
     assert list(full_table.columns) == ["suite", "method", "router", "task", "metric", "value"]
@@ -55,6 +57,12 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert {(m, r) for m, r, metric in lora_rows if metric == "routing_accuracy"} == named - {("finetuned", "oracle"), ("task_arithmetic", "none")}
     assert lora[lora["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
     assert re.search(r"\(temperature, top_k\) = \(", output)  # TR's validation choice is printed
+    dynamic = full_table[full_table["router"].isin(["wemoe", "mow"])]
+    assert set(zip(dynamic["method"], dynamic["router"], dynamic["metric"])) == {
+        ("wemoe", "wemoe", metric) for metric in ("accuracy", "seconds_per_input", "peak_memory_bytes")
+    } | {("mow_merging", "mow", metric) for metric in ("accuracy", "seconds_per_input", "peak_memory_bytes", "routing_accuracy")}
+    report = (project / "reports" / "report.md").read_text()
+    assert "wemoe (task-unknown, per-input weights)" in report and "| MoW-Merging" in report
     table = full_table[full_table["suite"] == "vision8"]
     accuracy = table[table["metric"] == "accuracy"]
     rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"]))

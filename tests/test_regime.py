@@ -111,7 +111,7 @@ def _results(**overrides: float) -> pd.DataFrame:
                 ("tsv_m", "oracle"): 84.0, ("cart", "oracle"): 85.0, ("iso_cts", "oracle"): 85.5,
                 ("ties", "oracle"): 72.0, ("task_arithmetic", "oracle"): 70.0, ("weight_averaging", "oracle"): 65.0,
                 ("adarank_ta", "none"): 88.0, ("adamerging", "none"): 80.0, ("adarank_cart", "none"): 89.0,
-                ("pretrained", "oracle"): 48.0}
+                ("pretrained", "oracle"): 48.0, ("wemoe", "wemoe"): 89.0, ("mow_merging", "mow"): 87.0}
     routing = {"mad": 98.0, "euclidean": 96.0, "cosine": 96.5, "diagonal": 85.0, "knn1": 93.0, "knn3": 92.0}
     for key, value in overrides.items():
         method, router = key.rsplit("__", 1)
@@ -130,9 +130,9 @@ def _verdicts(table: pd.DataFrame) -> dict[str, str]:
 def test_orderings_hold_on_a_table_built_to_satisfy_them() -> None:
     verdicts = _verdicts(_results())
     assert set(verdicts.values()) == {"yes"}, verdicts
-    assert len(verdicts) == 5 + 2 + 1 + 2 + 1
+    assert len(verdicts) == 5 + 2 + 1 + 2 + 1 + 2
     summary = ordering_summary(check_orderings(_results(), SUITE, TASKS))
-    assert set(summary["holds here"]) == {"yes"} and len(summary) == 5
+    assert set(summary["holds here"]) == {"yes"} and len(summary) == 6
 
 
 def test_an_ordering_that_fails_is_reported_as_failing() -> None:

@@ -344,6 +344,47 @@ class LoraParams(_Section):
     mad: LoraMadParams
 
 
+class DynamicParams(_Section):
+    """``dynamic:``: trained per-input methods (serve_dynamic@METHOD: WEMoE, MoW-Merging), served task-unknown.
+
+    A method's block lists only what differs from its declaration (src/mergeflow/dynamic/methods.py), which also
+    checks every value; a method without a block takes every default."""
+
+    methods: list[str]
+    batch_size: PositiveInt
+    blocks: dict[str, dict[str, Any]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_blocks(cls, raw: object) -> object:
+        if not isinstance(raw, dict):
+            return raw
+        from mergeflow.dynamic.methods import get_dynamic_method  # torch: imported only when the section is read
+
+        blocks: dict[str, dict[str, Any]] = {}
+        for name, block in raw.items():
+            if name in ("methods", "batch_size", "blocks"):
+                continue
+            try:
+                block = {} if block is None else block
+                if not isinstance(block, dict):
+                    raise MergeflowError(f"expected a mapping of hyperparameters ({{}} for the defaults), got {block!r}")
+                get_dynamic_method(str(name)).resolve(block)
+            except MergeflowError as exc:
+                raise _KeyedError(str(name), str(exc)) from None
+            blocks[str(name)] = dict(block)
+        for name in raw.get("methods", []) or []:
+            try:
+                get_dynamic_method(str(name))
+            except MergeflowError as exc:
+                raise _KeyedError("methods", str(exc)) from None
+        return {key: raw[key] for key in ("methods", "batch_size") if key in raw} | {"blocks": blocks}
+
+    def block(self, method: str) -> dict[str, Any]:
+        """What params.yaml sets for ``method`` (the rest is the declared default)."""
+        return dict(self.blocks.get(method, {}))
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -356,6 +397,7 @@ class Params(_Section):
     route: RouteParams
     adapt: AdaptParams
     lora: LoraParams
+    dynamic: DynamicParams = DynamicParams(methods=[], batch_size=128, blocks={})
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:

@@ -18,6 +18,8 @@ LABELS = {
     ("twin_merging", "twin"): "Twin-Merging",
     ("dawin", "dawin"): "DaWin",
     ("finetuned", "mad"): "MAD -> one LoRA expert",
+    ("wemoe", "wemoe"): "WEMoE",
+    ("mow_merging", "mow"): "MoW-Merging",
 }
 
 
@@ -68,11 +70,13 @@ def tr_choice_section(choice: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def build_lora_report(suite: str, tasks: Sequence[str], results: pd.DataFrame, tr_choice: Mapping[str, Any] | None) -> Report:
+def build_lora_report(suite: str, tasks: Sequence[str], results: pd.DataFrame, tr_choice: Mapping[str, Any] | None,
+                      per_input_routers: Sequence[str] = ()) -> Report:
     """``results`` is the whole table: rows of ``<suite>-lora`` fill the LoRA tables; MAD's routed rows of ``suite``
-    (full fine-tunes, mask banks) join the cost table."""
+    (full fine-tunes, mask banks) and the trained per-input methods' rows (``per_input_routers``) join the cost table."""
     lora = results[results["suite"] == f"{suite}-lora"]
     full = results[(results["suite"] == suite) & (results["router"] == "mad")]
+    dynamic = results[(results["suite"] == suite) & results["router"].isin(list(per_input_routers))]
     sections = [
         f"# LoRA experts: TR-Merging and the per-input baselines (`{suite}-lora`)",
         "Every method serves the same LoRA experts (one per task, adapters in the MLP layers) without materialising "
@@ -84,7 +88,7 @@ def build_lora_report(suite: str, tasks: Sequence[str], results: pd.DataFrame, t
         "## Serving cost of the task-unknown methods (MAD Table 4 shape)",
         "Seconds per input over the mixed test stream at the serving batch size (routing included) and the tensor "
         "bytes the server holds. MAD's rows serve full fine-tunes through mask banks (suite "
-        f"`{suite}`); the others serve the LoRA experts.",
-        markdown(pd.DataFrame(cost_rows(lora, "LoRA") + cost_rows(full, "full (mask bank)"))),
+        f"`{suite}`), WEMoE's and MoW-Merging's the full task vectors; the others serve the LoRA experts.",
+        markdown(pd.DataFrame(cost_rows(lora, "LoRA") + cost_rows(dynamic, "full (task vectors)") + cost_rows(full, "full (mask bank)"))),
     ]
     return Report("\n\n".join(sections) + "\n")

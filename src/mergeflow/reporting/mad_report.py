@@ -21,6 +21,8 @@ from mergeflow.reporting.tables import per_task as _per_task
 
 
 def _label(method: str, router: str) -> str:
+    if router == method or (method, router) == ("mow_merging", "mow"):
+        return f"{method} (task-unknown, per-input weights)"
     if router == "oracle":
         return f"{method} (task-known)"
     if router == "none":
@@ -28,13 +30,15 @@ def _label(method: str, router: str) -> str:
     return f"{method} + {router}"
 
 
-def accuracy_table(results: pd.DataFrame, tasks: Sequence[str], routers: Sequence[str], main_router: str) -> str:
-    """Table 2 shape: fine-tuned, task-known merges, static task-unknown baselines, routed mask banks."""
+def accuracy_table(results: pd.DataFrame, tasks: Sequence[str], routers: Sequence[str], main_router: str,
+                   per_input: Sequence[tuple[str, str]] = ()) -> str:
+    """Table 2 shape: fine-tuned, task-known merges, static task-unknown baselines, the trained per-input methods
+    (``per_input``: (method, router) rows of serve_dynamic@), routed mask banks."""
     accuracy = results[results["metric"] == "accuracy"]
     static = accuracy[accuracy["router"] == "none"]["method"].unique().tolist()
     routed_methods = accuracy[accuracy["router"].isin(routers)]["method"].unique().tolist()
     wanted = [("finetuned", "oracle")] + [(m, "oracle") for m in static + routed_methods] + [(m, "none") for m in static]
-    wanted += [(m, main_router) for m in routed_methods]
+    wanted += [*per_input, *[(m, main_router) for m in routed_methods]]
     wide = _per_task(accuracy, tasks, ["method", "router"])
     present = [key for key in wanted if key in wide.index]
     if not present:
@@ -46,11 +50,12 @@ def accuracy_table(results: pd.DataFrame, tasks: Sequence[str], routers: Sequenc
     return _markdown(table.drop(columns=["method", "router"]))
 
 
-def cost_table(results: pd.DataFrame, routers: Sequence[str]) -> str:
+def cost_table(results: pd.DataFrame, routers: Sequence[str], per_input_routers: Sequence[str] = ()) -> str:
     """Table 4 shape: seconds per input at the serving batch size and peak tensor memory, next to accuracy."""
     rows = []
-    served = results[results["router"].isin(["none", *routers])]
-    order = {router: index for index, router in enumerate(["none", *routers])}
+    served_by = ["none", *per_input_routers, *routers]
+    served = results[results["router"].isin(served_by)]
+    order = {router: index for index, router in enumerate(served_by)}
     keys = sorted(served.groupby(["method", "router"]).groups, key=lambda key: (key[1] != "none", key[0], order[key[1]]))
     for method, router in keys:
         group = served[(served["method"] == method) & (served["router"] == router)]
@@ -159,6 +164,7 @@ def build_report(
     results: pd.DataFrame,
     analysis: Mapping[str, pd.DataFrame],
     summary: Mapping[str, Any],
+    per_input: Sequence[tuple[str, str]] = (),
 ) -> Report:
     """The whole report; figures are linked as ``figures/NAME.png`` next to it (the stage writes them there)."""
     main_router = str(summary["confusion_router"])
@@ -176,13 +182,15 @@ def build_report(
         "## Multi-task accuracy, task known and task unknown (Table 2 shape)",
         "Task-known rows use each task's own model (mask methods) or the one merged model with the task's head. "
         "Task-unknown rows serve one stream of every task's test inputs mixed, in batches; a routed input served as "
-        f"the wrong task counts as wrong. Routed rows use `{main_router}`.",
-        accuracy_table(results, tasks, routers, main_router),
+        f"the wrong task counts as wrong. Routed rows use `{main_router}`."
+        + (" Per-input-weights rows (WEMoE, MoW-Merging: serve_dynamic@) are scored with the input's dataset head, "
+           "as their papers do; what they decide without the task label is each input's weights." if per_input else ""),
+        accuracy_table(results, tasks, routers, main_router, per_input),
         "## Inference cost (Table 4 shape)",
         "Wall time per input of the whole serving path (routing features, grouping, rebuilding each routed task's "
         "model from the bit-packed bank, forward passes) at the serving batch size, on this machine's CPU; peak tensor "
         "memory counts the weights, bank, heads and router held plus one rebuilt task model and its delta.",
-        cost_table(results, routers),
+        cost_table(results, routers, [router for _, router in per_input]),
         "## Task classification by router (Table 7 shape)",
         "Routing accuracy per task (the fraction of a task's test inputs routed to it).",
         per_router,

@@ -62,6 +62,8 @@ TA_ADARANK = Item("TA + AdaRank", "adarank_ta", "none")
 CART_ADARANK = Item("CART + AdaRank", "adarank_cart", "none")
 TSV_ADARANK = Item("TSV-M + AdaRank", "adarank_tsv_m", "none")
 ISO_ADARANK = Item("Iso-CTS + AdaRank", "adarank_iso_cts", "none")
+WEMOE = Item("WEMoE", "wemoe", "wemoe")
+MOW = Item("MoW-Merging", "mow_merging", "mow")
 ROUTE_MAD = Item("routing: MAD", None, "mad", "routing_accuracy")
 ROUTE_EUCLIDEAN = Item("routing: Euclidean", None, "euclidean", "routing_accuracy")
 ROUTE_COSINE = Item("routing: cosine", None, "cosine", "routing_accuracy")
@@ -87,6 +89,8 @@ PAPER: tuple[PaperFigure, ...] = (
     PaperFigure(CART_ADARANK, 89.2, "AdaRank", "Table 1"),
     PaperFigure(TSV_ADARANK, 88.9, "AdaRank", "Table 1"),
     PaperFigure(ISO_ADARANK, 89.4, "AdaRank", "Table 1"),
+    PaperFigure(WEMOE, 90.4, "MAD", "Table 2 (input-dependent baselines)"),
+    PaperFigure(MOW, 88.1, "MAD", "Table 2 (AdaMerging++ w/ MoW-Merging)"),
     PaperFigure(ROUTE_MAD, 98.0, "MAD", "Table 7"),
     PaperFigure(ROUTE_EUCLIDEAN, 96.7, "MAD", "Table 7"),
     PaperFigure(ROUTE_COSINE, 96.5, "MAD", "Table 7"),
@@ -132,6 +136,7 @@ ORDERINGS: tuple[tuple[str, tuple[Tier, ...], tuple[str, ...]], ...] = (
     ("routing: MAD > k-NN (k = 1, 3, 5, 10)", ((ROUTE_MAD,), tuple(ROUTE_KNN.values())), (">",)),
     ("adaptation: TA + AdaRank > TA + AdaMerging > TA", ((TA_ADARANK,), (TA_ADAMERGING,), (TASK_ARITHMETIC,)), (">", ">")),
     ("adaptation: CART + AdaRank > CART", ((CART_ADARANK,), (CART,)), (">",)),
+    ("input-dependent: TALL + MAD > WEMoE > MoW-Merging", ((TALL_MAD,), (WEMOE,), (MOW,)), (">", ">")),
 )
 
 

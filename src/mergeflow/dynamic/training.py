@@ -1,0 +1,54 @@
+"""Entropy minimisation of a per-input model's learnable parts on unlabelled test batches (WEMoE's router training).
+
+The loss is the adaptation stages' (``adaptation.loop.entropy_loss``: every task's batch through the model, the
+tasks' mean entropies summed); the final step is what is kept, as there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from mergeflow.adaptation.loop import entropy_loss
+from mergeflow.errors import MergeflowError
+
+Batches = Callable[[int, int], torch.Tensor]  # (step, task index) -> that task's unlabelled batch
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """Per-step loss and wall seconds (kept out of cached artifacts: the seconds vary run to run)."""
+
+    losses: list[float]
+    seconds: list[float]
+
+
+def minimise_entropy(model: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.nn.Parameter],
+                     heads: Sequence[torch.Tensor], batches: Batches, steps: int, lr: float, desc: str) -> TrainingLog:
+    """``steps`` Adam(lr) steps on ``parameters``: one batch per task and step, loss = summed mean entropies."""
+    if not parameters:
+        raise MergeflowError("nothing to learn: the model has no trainable parameters")
+    if lr <= 0 or steps < 0:
+        raise MergeflowError(f"need lr > 0 and steps >= 0, got lr {lr!r}, steps {steps!r}")
+    optimizer = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+    frozen = [head.detach() for head in heads]
+    losses: list[float] = []
+    seconds: list[float] = []
+    for step in tqdm(range(steps), desc=desc, unit="step", leave=False):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        inputs = [batches(step, task) for task in range(len(frozen))]
+        loss = entropy_loss({}, lambda _, x: model(x), frozen, inputs)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        seconds.append(time.perf_counter() - start)
+        if not math.isfinite(value):
+            raise MergeflowError(f"the entropy became {value} at step {step}; lower lr or check the inputs")
+        losses.append(value)
+    return TrainingLog(losses, seconds)
