@@ -57,7 +57,7 @@ def run_adaptation(
     encoder = SwappableEncoder(module)
     base, task_vectors = load_base_visual(), load_task_vectors(params.suite.tasks)
     heads = load_heads(params.suite.tasks)
-    options = getattr(settings, method).model_dump(exclude_none=True)
+    options = settings.settings(method)
     if method != "adamerging":
         options["learn"] = learn or settings.learn
     model = build_adaptive(method, base, task_vectors, **options)

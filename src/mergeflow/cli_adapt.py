@@ -42,7 +42,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     import torch
 
     from mergeflow.adaptation.batches import batch_sampler
-    from mergeflow.adaptation.methods import get_adapt_method
+    from mergeflow.adaptation.declarations import adapt_declaration
     from mergeflow.api import adapt, save_checkpoint
     from mergeflow.cli_inputs import parse_experts
     from mergeflow.models.backbone import create_clip
@@ -76,7 +76,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
         raise MergeflowError(f"{args.heads}: the heads of {wrong} are not {width}-wide, the encoder's embedding width")
     result = adapt(args.method, base, experts, encoder, heads, batch_sampler(pools, args.batch_size, args.seed),
                    steps=args.steps, lr=args.lr, prior=args.prior, rank=args.rank, common=args.common)
-    settings = get_adapt_method(args.method).resolve({"prior": args.prior, "rank": args.rank, "common": args.common})
+    settings = adapt_declaration(args.method).resolve({"prior": args.prior, "rank": args.rank, "common": args.common}, none_is_unset=True)
     info = {"method": args.method, "steps": args.steps, "hyperparameters": settings, "lr": args.lr,
             "batch_size": args.batch_size, "seed": args.seed, "tasks": tasks,
             "first_loss": result.losses[0] if result.losses else None, "final_loss": result.losses[-1] if result.losses else None}

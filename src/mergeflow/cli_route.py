@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from mergeflow.errors import MergeflowError
+from mergeflow.routing.declarations import ROUTERS
 
 if TYPE_CHECKING:
     import torch
 
 _ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)
-ROUTER_NAMES_HELP = "mad, pooled, diagonal, euclidean, cosine, knn1, knn3, knn5, knn10 (k nearest calibration samples)"
+ROUTER_NAMES_HELP = "; ".join(f"{name}: {what}" for name, what in ROUTERS.items())
 
 
 def _read_features(path: str, what: str) -> Mapping[str, torch.Tensor]:

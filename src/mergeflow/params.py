@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mergeflow.adaptation.declarations import adapt_declaration
 from mergeflow.data.suites import suite_kind, suite_tasks
+from mergeflow.declare import GRID_SUFFIX, Declaration, Value, check_grids
+from mergeflow.dynamic.declarations import dynamic_declaration
 from mergeflow.errors import MergeflowError
+from mergeflow.merging.declarations import merge_declaration
+from mergeflow.routing.declarations import ROUTER_NAMES
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -122,20 +128,18 @@ class MergeParams(_Section):
 
 
 def _check_method_name(name: str, subkey: str) -> None:
-    from mergeflow.merging.registry import get_method
-
     try:
-        get_method(name)
+        merge_declaration(name)
     except MergeflowError as exc:
         raise _KeyedError(subkey, str(exc)) from None
 
 
-def _method_settings(name: str, block: object) -> dict[str, Any]:
-    """Split a block into fixed values and ``<name>_grid`` lists, each value checked by the registry (imported here:
-    it pulls in torch, which light stages should not pay for at import time)."""
-    from mergeflow.merging.registry import resolve_hyperparameters
-    from mergeflow.selection import GRID_SUFFIX, check_grids
+def resolve_hyperparameters(name: str, overrides: dict[str, object]) -> dict[str, Value]:
+    return merge_declaration(name).resolve(overrides)
 
+
+def _method_settings(name: str, block: object) -> dict[str, Any]:
+    """Split a block into fixed values and ``<name>_grid`` lists, each value checked by the method's declaration."""
     _check_method_name(name, name)
     if block is None:
         block = {}
@@ -203,8 +207,6 @@ class RouteParams(_Section):
 
     @model_validator(mode="after")
     def _names_are_known(self) -> RouteParams:
-        from mergeflow.routing.routers import ROUTER_NAMES
-
         for name in self.routers:
             if name not in ROUTER_NAMES:
                 raise _KeyedError("routers", f"unknown router {name!r}; known: {', '.join(ROUTER_NAMES)}")
@@ -217,18 +219,32 @@ class RouteParams(_Section):
         return self
 
 
-class AdaMergingSettings(_Section):
-    prior: float
-    granularity: Literal["layer", "task"]
-
-
-class AdaRankSettings(_Section):
-    """One AdaRank base: ``prior`` is the initial lambda; ``rank`` the initially kept fraction (TA, CART) or the
-    static TSV-M rank fraction (null = int(r/T)); ``common`` Iso-CTS's common-subspace fraction."""
-
-    prior: float
-    rank: Annotated[float, Field(ge=0, le=1)] | None = None
-    common: Annotated[float, Field(ge=0, le=1)] | None = None
+def _declared_blocks(raw: object, fields: tuple[str, ...], lookup: Callable[[str], Declaration]) -> object:
+    """Split a section into its own ``fields`` and per-method blocks (every other key): each block is checked by the
+    method's declaration and keeps only what it sets (the declaration holds the defaults); ``methods`` must name
+    declared methods, each with its block (``{}`` for the defaults: DVC tracks the block as the stage's param)."""
+    if not isinstance(raw, dict):
+        return raw
+    blocks: dict[str, dict[str, Any]] = {}
+    for name, block in raw.items():
+        if name in fields or name == "blocks":
+            continue
+        try:
+            block = {} if block is None else block
+            if not isinstance(block, dict):
+                raise MergeflowError(f"expected a mapping of hyperparameters ({{}} for the defaults), got {block!r}")
+            lookup(str(name)).resolve(block)
+        except MergeflowError as exc:
+            raise _KeyedError(str(name), str(exc)) from None
+        blocks[str(name)] = dict(block)
+    for name in raw.get("methods", []) or []:
+        try:
+            lookup(str(name))
+        except MergeflowError as exc:
+            raise _KeyedError("methods", str(exc)) from None
+        if name not in blocks:
+            raise _KeyedError(str(name), "missing; every listed method needs its block ({} for the declared defaults)")
+    return {key: raw[key] for key in fields if key in raw} | {"blocks": blocks}
 
 
 class AdaptationAnalysisParams(_Section):
@@ -244,26 +260,29 @@ class AdaptParams(_Section):
 
     Each method in ``methods`` is an adapt@METHOD stage writing one merged model; the final step is reported."""
 
-    methods: list[Literal["adamerging", "adarank_ta", "adarank_cart", "adarank_tsv_m", "adarank_iso_cts"]]
+    methods: list[str]
     steps: NonNegativeInt
     lr: PositiveFloat
     batch_size: PositiveInt
     data_fraction: Annotated[float, Field(gt=0, le=1)]
     seed: NonNegativeInt
     learn: Literal["both", "lambda", "masks"]
-    adamerging: AdaMergingSettings
-    adarank_ta: AdaRankSettings
-    adarank_cart: AdaRankSettings
-    adarank_tsv_m: AdaRankSettings
-    adarank_iso_cts: AdaRankSettings
     analysis: AdaptationAnalysisParams
+    blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (adaptation/declarations.py holds the rest)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_blocks(cls, raw: object) -> object:
+        fields = ("methods", "steps", "lr", "batch_size", "data_fraction", "seed", "learn", "analysis")
+        return _declared_blocks(raw, fields, adapt_declaration)
 
     def settings(self, method: str) -> dict[str, Any]:
-        """The block of ``method`` as build_adaptive's keyword arguments (unset optional values left out)."""
+        """Every hyperparameter of ``method`` (declared defaults filled in; unset optional values left out), as
+        build_adaptive's keyword arguments."""
         if method not in self.methods:
             raise MergeflowError(f"{method!r} is not in adapt.methods ({', '.join(self.methods)})")
-        block = getattr(self, method).model_dump()
-        return {key: value for key, value in block.items() if value is not None}
+        resolved = adapt_declaration(method).resolve(self.blocks.get(method, {}))
+        return {key: value for key, value in resolved.items() if value is not None}
 
 
 class LoraAdapterParams(_Section):
@@ -347,8 +366,7 @@ class LoraParams(_Section):
 class DynamicParams(_Section):
     """``dynamic:``: trained per-input methods (serve_dynamic@METHOD: WEMoE, MoW-Merging), served task-unknown.
 
-    A method's block lists only what differs from its declaration (src/mergeflow/dynamic/methods.py), which also
-    checks every value; a method without a block takes every default."""
+    A method's block lists only what differs from its declaration (src/mergeflow/dynamic/declarations.py)."""
 
     methods: list[str]
     batch_size: PositiveInt
@@ -357,28 +375,7 @@ class DynamicParams(_Section):
     @model_validator(mode="before")
     @classmethod
     def _split_blocks(cls, raw: object) -> object:
-        if not isinstance(raw, dict):
-            return raw
-        from mergeflow.dynamic.methods import get_dynamic_method  # torch: imported only when the section is read
-
-        blocks: dict[str, dict[str, Any]] = {}
-        for name, block in raw.items():
-            if name in ("methods", "batch_size", "blocks"):
-                continue
-            try:
-                block = {} if block is None else block
-                if not isinstance(block, dict):
-                    raise MergeflowError(f"expected a mapping of hyperparameters ({{}} for the defaults), got {block!r}")
-                get_dynamic_method(str(name)).resolve(block)
-            except MergeflowError as exc:
-                raise _KeyedError(str(name), str(exc)) from None
-            blocks[str(name)] = dict(block)
-        for name in raw.get("methods", []) or []:
-            try:
-                get_dynamic_method(str(name))
-            except MergeflowError as exc:
-                raise _KeyedError("methods", str(exc)) from None
-        return {key: raw[key] for key in ("methods", "batch_size") if key in raw} | {"blocks": blocks}
+        return _declared_blocks(raw, ("methods", "batch_size"), dynamic_declaration)
 
     def block(self, method: str) -> dict[str, Any]:
         """What params.yaml sets for ``method`` (the rest is the declared default)."""
@@ -424,8 +421,6 @@ class Params(_Section):
 
     def _route_names_are_merged(self) -> None:
         """Routing serves what merge@ stages write: mask banks routed, single models as features and baselines."""
-        from mergeflow.merging.registry import get_method
-
         route = self.route
         for field, names, kind in (
             ("methods", route.methods, "bank"),
@@ -439,7 +434,7 @@ class Params(_Section):
                 if name not in self.merge.methods:
                     raise ValueError(f"route.{field}: {name!r} is not in merge.methods ({', '.join(self.merge.methods)})"
                                      + (" or adapt.methods" if field == "static" else ""))
-                if get_method(name).returns != kind:
+                if merge_declaration(name).returns != kind:
                     wanted = "a mask-bank method (tall_ta, tall_ties, emr)" if kind == "bank" else "a single-model method"
                     raise ValueError(f"route.{field}: {name!r} is not {wanted}")
         if route.reject.fallback not in route.static:

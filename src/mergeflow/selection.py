@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from mergeflow.declare import check_grids
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StateDict, TaskVectors
@@ -24,9 +25,6 @@ V = TypeVar("V", bound=Hashable)
 # Hyperparameters a method accepts as {task: value}, so their ``<name>_grid`` is chosen per task. Only TALL's lambda:
 # its masks are per task, and the authors select lambda per task on validation. Any other grid is one shared value.
 PER_TASK_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {"tall_ta": ("lam",), "tall_ties": ("lam",)}
-GRID_SUFFIX = "_grid"
-
-
 @dataclass(frozen=True)
 class Selection(Generic[V]):
     """The chosen value per task and every score seen (kept for the artifact's metadata and the stage log)."""
@@ -101,16 +99,6 @@ def describe(selection: Selection[V] | SharedSelection[V], name: str) -> list[st
 def is_per_task(method: str, name: str) -> bool:
     """Whether ``<name>_grid`` of ``method`` is chosen per task (TALL's lambda) rather than once for all tasks."""
     return name in PER_TASK_HYPERPARAMETERS.get(method, ())
-
-
-def check_grids(method: str, grids: Mapping[str, object], fixed: Mapping[str, object]) -> None:
-    """Refuse what selection cannot do: a hyperparameter given both as a value and a grid, or two grids at once
-    (their product is not searched)."""
-    for name in grids:
-        if name in fixed:
-            raise MergeflowError(f"{method}: give {name} or {name}{GRID_SUFFIX}, not both")
-    if len(grids) > 1:
-        raise MergeflowError(f"{method}: one grid at a time, got {', '.join(name + GRID_SUFFIX for name in grids)}")
 
 
 Candidate = StateDict | MaskBank

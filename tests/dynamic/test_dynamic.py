@@ -126,7 +126,7 @@ def test_bert_style_mlps_are_found() -> None:
 def test_declarations_resolve_defaults_and_refuse_bad_values() -> None:
     wemoe = get_dynamic_method("wemoe")
     assert wemoe.resolve()["steps"] == 1000 and wemoe.resolve({"steps": 3})["steps"] == 3
-    with pytest.raises(MergeflowError, match="has no hyperparameter stpes"):
+    with pytest.raises(MergeflowError, match="has no hyperparameter 'stpes'"):
         wemoe.resolve({"stpes": 3})
     with pytest.raises(MergeflowError, match="lr must be > 0"):
         wemoe.resolve({"lr": 0.0})

@@ -45,9 +45,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mergeflow.declare import check_fraction
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.cart import cart_rank
-from mergeflow.merging.common import TaskVectors, check_fraction, stack_tensors
+from mergeflow.merging.common import TaskVectors, stack_tensors
 from mergeflow.merging.iso import iso_cts_blocks
 from mergeflow.merging.plan import InMemoryVectors
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix, is_tsv_iso_matrix

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
+from mergeflow.declare import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.merging.common import check_non_negative_int, check_number
 
 Tensor = torch.Tensor
 # (merged state dict, input batch) -> unnormalised features, e.g. torch.func.functional_call(encoder, state, (x,))

@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from mergeflow.adaptation.components import Decomposition, decompose_plain
+from mergeflow.adaptation.declarations import GRANULARITIES
 from mergeflow.adaptation.ste import MASK_TEMPERATURE, masked_values
+from mergeflow.declare import check_choice, check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.merging.common import TaskVectors, check_choice, check_number
+from mergeflow.merging.common import TaskVectors
 
 Tensor = torch.Tensor
 Granularity = Literal["layer", "task"]
 MASK_INIT = 0.1  # |initial logit|: AdaRank's; flipping a mask then takes ~100 consistent Adam steps at lr 1e-3
-GRANULARITIES = ("layer", "task")
 
 
 class AdaptiveMerge(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from mergeflow.declare import check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.merging.common import check_number
 
 MASK_TEMPERATURE = 10.0  # AdaRank's mask_temp in every shipped config; see docs/methods.md §3(c) before changing it
 

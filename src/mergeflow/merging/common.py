@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -106,37 +105,3 @@ def add_to_base(base: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tens
     return apply_task_vector(dict(base), cast)
 
 
-def check_number(name: str, value: object) -> float:
-    """A finite real number (bools refused: ``True`` is almost certainly a typo)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MergeflowError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value: object, *, allow_zero: bool) -> float:
-    """A fraction in (0, 1] or, with ``allow_zero``, in [0, 1]."""
-    number = check_number(name, value)
-    low_ok = number >= 0 if allow_zero else number > 0
-    if not (low_ok and number <= 1):
-        interval = "[0, 1]" if allow_zero else "(0, 1]"
-        raise MergeflowError(f"{name} must be in {interval}, got {value!r}")
-    return number
-
-
-def check_non_negative(name: str, value: object) -> float:
-    number = check_number(name, value)
-    if number < 0:
-        raise MergeflowError(f"{name} must be >= 0, got {value!r}")
-    return number
-
-
-def check_non_negative_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MergeflowError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise MergeflowError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return str(value)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mergeflow.merging.common import StateDict, TaskVectors, check_number, compute_dtype
+from mergeflow.declare import check_number
+from mergeflow.merging.common import StateDict, TaskVectors, compute_dtype
 
 # (task vectors, every hyperparameter but scale) -> the method's scale-free parts.
 ScaleParts = Callable[..., "ScaledMerge"]

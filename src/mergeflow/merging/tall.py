@@ -6,19 +6,10 @@ from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
+from mergeflow.declare import check_non_negative, check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.common import (
-    StateDict,
-    TaskVectors,
-    check_non_negative,
-    check_non_negative_int,
-    check_number,
-    compute_dtype,
-    masked,
-    merge_keys,
-    summed,
-)
+from mergeflow.merging.common import StateDict, TaskVectors, compute_dtype, masked, merge_keys, summed
 from mergeflow.merging.plan import KeyResult, KeyVectors, MergePlan, as_bank, as_delta, delta_kernel, in_memory
 from mergeflow.merging.ties import ties_plan
 

@@ -7,18 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from mergeflow.merging.common import (
-    StateDict,
-    TaskVectors,
-    check_choice,
-    check_fraction,
-    check_number,
-    stack_tensors,
-)
+from mergeflow.declare import check_choice, check_fraction, check_number
+from mergeflow.merging.common import StateDict, TaskVectors, stack_tensors
+from mergeflow.merging.declarations import AGGREGATES
 from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, column_chunks, delta_kernel, in_memory
 from mergeflow.merging.topk import above_threshold, trim_rows
-
-AGGREGATES = ("mean", "sum")
 
 
 @dataclass(frozen=True)

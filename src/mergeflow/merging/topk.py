@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from mergeflow.merging.common import StateDict, check_fraction
+from mergeflow.declare import check_fraction
+from mergeflow.merging.common import StateDict
 
 
 def _magnitude_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mergeflow.declare import check_choice, check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.merging.common import check_choice, check_number
 
 COVARIANCES = ("full", "pooled", "diagonal", "identity")
 

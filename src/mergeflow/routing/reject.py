@@ -13,8 +13,8 @@ import math
 
 import torch
 
+from mergeflow.declare import check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.merging.common import check_number
 
 
 def _check_quantile(quantile: float) -> float:

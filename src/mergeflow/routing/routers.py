@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from mergeflow.errors import MergeflowError
+from mergeflow.routing.declarations import ROUTER_NAMES
 from mergeflow.routing.gaussian import TaskGaussians, check_features, check_queries, fit_gaussians, mahalanobis
 
 _GAUSSIAN = {"mad": "full", "pooled": "pooled", "diagonal": "diagonal", "euclidean": "identity"}
@@ -174,7 +175,7 @@ _FAMILIES: dict[str, _Family] = {
     "cosine": _Family(_fit_cosine, _load_cosine),
     **{name: _Family(partial(_fit_knn, k), partial(_load_knn, k)) for name, k in _KNN.items()},
 }
-ROUTER_NAMES: tuple[str, ...] = tuple(_FAMILIES)
+assert tuple(_FAMILIES) == ROUTER_NAMES, "every declared router is bound to its fit and load, in declaration order"
 
 
 def _family(name: str) -> _Family:

@@ -1,0 +1,93 @@
+"""The static merging methods as users see them (torch-free): results-table name, what it returns (``delta``: one
+merged task vector; ``bank``: a mask bank), a summary and its hyperparameters with the authors' validation grids.
+``merging/registry.py`` binds each name to its function and plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+from mergeflow.declare import (
+    Declaration,
+    HyperParameter,
+    Value,
+    check_choice,
+    check_fraction,
+    check_non_negative,
+    check_non_negative_int,
+    check_number,
+    lookup,
+)
+
+AGGREGATES = ("mean", "sum")  # TIES' disjoint merge
+
+
+@dataclass(frozen=True)
+class MergeDeclaration(Declaration):
+    returns: Literal["delta", "bank"] = "delta"
+
+
+def _in_choices(choices: Sequence[str]) -> Callable[[str, object], object]:
+    return partial(check_choice, choices=choices)
+
+
+_TA_SCALE_GRID = tuple(round(0.1 * step, 1) for step in range(1, 11))
+_SVD_SCALE_GRID = tuple(round(0.1 * step, 1) for step in range(1, 31))
+
+
+def _scale(default: float, help_text: str, grid: tuple[Value, ...]) -> HyperParameter:
+    return HyperParameter("scale", float, default, help_text, check_number, grid=grid)
+
+
+def _keep_fraction(default: float) -> HyperParameter:
+    return HyperParameter("k", float, default, "TIES keep fraction per task, in (0, 1]; 1 = no trim",
+                          partial(check_fraction, allow_zero=False))
+
+
+def _aggregate(default: str) -> HyperParameter:
+    return HyperParameter("aggregate", str, default, "TIES disjoint merge: mean (dis-mean) or sum (dis-sum)", _in_choices(AGGREGATES))
+
+
+_LAM = HyperParameter("lam", float, 0.4, "TALL lambda in m_t = |tau_t| > lam * |tau_MTL - tau_t| (>= 0)", check_non_negative,
+                      grid=(0.2, 0.3, 0.4, 0.5, 0.6))
+
+MERGE_DECLARATIONS: dict[str, MergeDeclaration] = {
+    method.name: method
+    for method in (
+        MergeDeclaration("weight_averaging", "mean of the experts' weights"),
+        MergeDeclaration("task_arithmetic", "theta_0 + scale * sum of task vectors",
+                         (_scale(0.3, "coefficient of the task-vector sum", _TA_SCALE_GRID),)),
+        MergeDeclaration("ties", "TIES: trim, elect sign, disjoint merge",
+                         (_keep_fraction(0.2), _aggregate("mean"), _scale(1.0, "coefficient of the TIES vector", _TA_SCALE_GRID))),
+        MergeDeclaration("tall_ta", "TALL masks over the task-arithmetic sum", (_LAM,), returns="bank"),
+        MergeDeclaration("tall_ties", "TALL masks over the TIES dis-sum vector", (_LAM, _keep_fraction(0.2), _aggregate("sum")),
+                         returns="bank"),
+        MergeDeclaration("consensus_ta", "TA sum restricted to entries >= min_agreement TALL masks share",
+                         (_LAM, HyperParameter("min_agreement", int, 2, "tasks whose TALL mask must keep an entry (>= 0)",
+                                               check_non_negative_int),
+                          _scale(0.3, "coefficient of the consensus vector", _TA_SCALE_GRID))),
+        MergeDeclaration("emr", "EMR: unified vector, per-task masks and rescalers (no hyperparameters)", returns="bank"),
+        MergeDeclaration("tsv_m", "Task Singular Vectors merge",
+                         (_scale(1.0, "coefficient of the TSV-M delta", _SVD_SCALE_GRID),
+                          HyperParameter("rank", float, None, "per-task rank fraction of r; none = int(r/T), the authors' rule",
+                                         partial(check_fraction, allow_zero=False), optional=True))),
+        MergeDeclaration("cart", "centred task vectors, low-rank, added to the average",
+                         (_scale(2.0, "lambda multiplying the sum of low-rank centred task vectors", ()),
+                          HyperParameter("rank", float, 0.12, "rank fraction of r kept per centred task vector, in [0, 1]",
+                                         partial(check_fraction, allow_zero=True)))),
+        MergeDeclaration("iso_c", "isotropic merge: flattened spectrum of the task-vector sum",
+                         (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),)),
+        MergeDeclaration("iso_cts", "isotropic merge in common and task-specific subspaces",
+                         (_scale(1.0, "coefficient of the Iso-CTS delta", _SVD_SCALE_GRID),
+                          HyperParameter("common", float, 0.8, "common-space fraction of r, in [0, 1]; 1 = Iso-C",
+                                         partial(check_fraction, allow_zero=True)))),
+    )
+}
+
+
+def merge_declaration(name: str) -> MergeDeclaration:
+    declaration = lookup("merging method", MERGE_DECLARATIONS, name)
+    assert isinstance(declaration, MergeDeclaration)
+    return declaration
