@@ -40,6 +40,21 @@ def test_overlay_merges_mappings_replaces_lists_and_rejects_unknown_keys() -> No
         overlay(base, {"a": {"bb": 1}})
 
 
+def test_overlay_replaces_a_mapping_marked_replace_whole() -> None:
+    base = {"finetune": {"digits": {"lr": 1, "steps": 2}, "signs": {"lr": 1, "steps": 2}}, "merge": {"ties": {"k": 0.2}}}
+    text = {"finetune": {"__replace__": True, "reviews": {"lr": 3, "steps": 4}}, "merge": {"ties": {"k": 0.5}}}
+    assert overlay(base, text) == {"finetune": {"reviews": {"lr": 3, "steps": 4}}, "merge": {"ties": {"k": 0.5}}}
+    assert overlay(base, {"merge": {"ties": {"__replace__": True}}}) == {**base, "merge": {"ties": {}}}
+    with pytest.raises(MergeflowError, match=r"profile key finetun: not in the base"):  # still checked beside a marker
+        overlay(base, {"finetun": {"__replace__": True, "reviews": {}}})
+    with pytest.raises(MergeflowError, match=r"finetune\.__replace__: must be true"):
+        overlay(base, {"finetune": {"__replace__": "yes", "reviews": {}}})
+    with pytest.raises(MergeflowError, match=r"merge\.ties\.k: __replace__ replaces a mapping, but the base's value is 0\.2"):
+        overlay(base, {"merge": {"ties": {"k": {"__replace__": True}}}})
+    with pytest.raises(MergeflowError, match=r"finetune\.reviews\.__replace__: only directly under a key of the base"):
+        overlay(base, {"finetune": {"__replace__": True, "reviews": {"__replace__": True, "lr": 3}}})
+
+
 def test_whole_profiles_are_copied_byte_for_byte(root: Path, tmp_path: Path) -> None:
     write_profile(root / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
     assert (tmp_path / "params.yaml").read_bytes() == (root / "profiles" / "smoke.yaml").read_bytes()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.errors import MergeflowError
+from mergeflow.profiles import EXTENDS, resolve_profile
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -438,7 +439,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+    """Read and validate params.yaml, or a profile (``--params profiles/backbone.yaml``): an overlay is resolved first."""
     if not os.path.exists(path):
         raise MergeflowError(f"{path}: not found; run stages from the project root")
     try:
@@ -446,4 +447,6 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
             raw = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         raise MergeflowError(f"{path}: not valid YAML ({exc})") from exc
+    if isinstance(raw, dict) and EXTENDS in raw:
+        raw = resolve_profile(path)
     return parse_params(raw, str(path))
