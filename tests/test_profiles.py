@@ -1,4 +1,4 @@
-"""Profiles (whole params files or overlays on params.yaml) and the start-up cost of the light stages."""
+"""Profiles (overlays on params.yaml or on another profile) and the start-up cost of the light stages."""
 
 from __future__ import annotations
 
@@ -55,9 +55,23 @@ def test_overlay_replaces_a_mapping_marked_replace_whole() -> None:
         overlay(base, {"finetune": {"__replace__": True, "reviews": {"__replace__": True, "lr": 3}}})
 
 
+def test_every_profile_resolves_to_valid_params_and_writes_what_it_resolves_to(root: Path, tmp_path: Path) -> None:
+    profiles = sorted((root / "profiles").glob("*.yaml"))
+    assert {p.stem for p in profiles} >= {"backbone", "full-analysis", "glue7", "smoke", "text6", "text_smoke"}
+    for profile in profiles:
+        assert "extends" in yaml.safe_load(profile.read_text()), f"{profile.name}: an overlay lists only what it changes"
+        resolved = resolve_profile(profile)
+        params = parse_params(resolved, str(profile))  # also checks the keys inside __replace__ blocks
+        write_profile(profile, tmp_path / "params.yaml")
+        written = (tmp_path / "params.yaml").read_text()
+        assert "__replace__" not in written and "extends" not in yaml.safe_load(written)
+        assert yaml.safe_load(written) == resolved, profile.name
+        assert load_params(profile) == params  # `--params profiles/NAME.yaml` resolves the overlay too
+
+
 def test_whole_profiles_are_copied_byte_for_byte(root: Path, tmp_path: Path) -> None:
-    write_profile(root / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
-    assert (tmp_path / "params.yaml").read_bytes() == (root / "profiles" / "smoke.yaml").read_bytes()
+    write_profile(root / "params.yaml", tmp_path / "params.yaml")  # params.yaml is the whole base of the overlays
+    assert (tmp_path / "params.yaml").read_bytes() == (root / "params.yaml").read_bytes()
     write_profile(root / "profiles" / "full-analysis.yaml", tmp_path / "full.yaml")
     assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == resolve_profile(root / "profiles" / "full-analysis.yaml")
 
