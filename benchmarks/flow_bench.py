@@ -47,6 +47,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 from flows.pipeline import DEFAULT_LOG_DIR  # noqa: E402  (after the path set-up above)
 from flows.priority import DURATIONS_FILE  # noqa: E402
+from mergeflow.profiles import write_profile  # noqa: E402
 
 
 def _copy(dest: Path, params: Path) -> Path:
@@ -55,7 +56,7 @@ def _copy(dest: Path, params: Path) -> Path:
         shutil.copy(ROOT / item, dest / item)
     for folder in ("tasks", "src"):
         shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(params, dest / "params.yaml")
+    write_profile(params, dest / "params.yaml")  # a whole params file as it is, an overlay profile resolved
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest, check=True)
     return dest
 
@@ -114,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=ROOT / "profiles" / "smoke.yaml",
-                        help="params file copied as params.yaml (default: profiles/smoke.yaml; params.yaml is the "
+                        help="params file or profile written as params.yaml (default: profiles/smoke.yaml; params.yaml is the "
                              "default pipeline)")
     parser.add_argument("--targets", nargs="*", default=[], help="stages to reproduce (default: all)")
     parser.add_argument("-j", "--max-concurrent", type=int, default=2, help="stages at once in the flow (default: 2)")

@@ -1,6 +1,7 @@
 """Ship a backbone trained by the recipe: copy its image tower into src/mergeflow/models/weights/ and print its sha256.
 
-Usage (after the recipe has run, e.g. in a scratch copy with profiles/backbone.yaml as its params):
+Usage (after the recipe has run, e.g. in a scratch copy whose params.yaml is
+`python -m mergeflow.profiles profiles/backbone.yaml params.yaml`, or with `python -m tasks.pretrain --params profiles/backbone.yaml`):
     python scripts/package_backbone.py RUN_DIR/artifacts/base/clip.safetensors --name mf-vit-minilm-v1
 Then record the printed sha256 in src/mergeflow/models/packaged.py and in the model card beside the file.
 """

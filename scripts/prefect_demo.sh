@@ -39,7 +39,7 @@ stamp "scratch project in $work/project (smoke profile)"
 proj=$work/project
 mkdir -p "$proj"
 cp dvc.yaml .dvcignore pyproject.toml prefect.yaml "$proj"/
-cp profiles/smoke.yaml "$proj"/params.yaml
+"$py" -m mergeflow.profiles profiles/smoke.yaml "$proj"/params.yaml   # the overlay resolved into a whole params file
 for folder in src tasks flows; do
   cp -r "$folder" "$proj"/
 done

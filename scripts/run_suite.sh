@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -ne 1 ] || [ ! -f "$1" ]; then
-  echo "usage: $0 PROFILE.yaml   (e.g. profiles/text6.yaml; the profile, or params.yaml with an overlay profile's changes, becomes params.yaml in runs/NAME/)" >&2
+  echo "usage: $0 PROFILE.yaml   (e.g. profiles/text6.yaml; its base with the profile's changes becomes params.yaml in runs/NAME/)" >&2
   exit 2
 fi
 profile=$1
@@ -19,7 +19,8 @@ rm -rf "$work/tasks" "$work/src"
 cp -r tasks src "$work/"
 find "$work" -name __pycache__ -prune -exec rm -rf {} +
 cp dvc.yaml "$work/dvc.yaml"
-# A whole profile is copied as it is; an overlay (`extends: ../params.yaml`, only the keys it changes) is resolved.
+# The profile (an overlay: `extends:` params.yaml or another profile, only the keys it changes) is resolved into a whole
+# params file; a whole params file would be copied as it is.
 .venv/bin/python -m mergeflow.profiles "$profile" "$work/params.yaml"
 root=$(pwd)
 if [ ! -d "$work/.dvc" ]; then

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
 from mergeflow.data.suites import suite_kind
-from mergeflow.dynamic.names import TABLE_NAMES
+from mergeflow.dynamic.declarations import dynamic_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
@@ -42,7 +42,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, regime, analyze_routing and analyze_adaptation") from exc
     adapt = params.adapt
-    per_input = [TABLE_NAMES[method] for method in params.dynamic.methods]
+    per_input = [(dynamic_declaration(name).method, dynamic_declaration(name).router) for name in params.dynamic.methods]
     parts = [
         build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary, per_input),
         build_regime_report(regime, params.suite.tasks),

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mergeflow.profiles import write_profile
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -47,14 +49,15 @@ def ran(output: str) -> set[str]:
 
 
 def copy_project(dest: Path, profile: str = "smoke.yaml", init: bool = True) -> Path:
-    """The real pipeline (dvc.yaml, tasks/, src/) with ``profiles/<profile>`` as params.yaml, as a DVC repo (no git)."""
+    """The real pipeline (dvc.yaml, tasks/, src/) with ``profiles/<profile>`` as params.yaml (an overlay resolved), as a
+    DVC repo (no git)."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in ("dvc.yaml", "pyproject.toml", ".dvcignore"):
         if (ROOT / item).exists():
             shutil.copy(ROOT / item, dest / item)
     for folder in ("tasks", "src"):
         shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "profiles" / profile, dest / "params.yaml")
+    write_profile(ROOT / "profiles" / profile, dest / "params.yaml")
     if init and not (dest / ".dvc").exists():
         dvc(dest, "init", "--no-scm", "-q")
     return dest

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_kit import ROOT, project_env, run
 
 from mergeflow.errors import MergeflowError
 from mergeflow.models import packaged
 from mergeflow.models.packaged import PACKAGED, file_sha256, load_packaged_clip, packaged_backbone
-from pipeline_kit import ROOT, project_env, run
+from mergeflow.profiles import resolve_profile
 
 SHORT_RECIPE = {"corpus_size": 48, "steps": 3, "batch_size": 16, "warmup_steps": 1}
 
@@ -21,7 +22,7 @@ SHORT_RECIPE = {"corpus_size": 48, "steps": 3, "batch_size": 16, "warmup_steps":
 def _short_recipe_run(workdir: Path) -> str:
     """Run the pretrain stage on profiles/backbone.yaml shortened to three steps; the sha256 of the base model file."""
     workdir.mkdir()
-    profile = yaml.safe_load((ROOT / "profiles" / "backbone.yaml").read_text())
+    profile = resolve_profile(ROOT / "profiles" / "backbone.yaml")  # an overlay on params.yaml
     assert profile["backbone"]["pretrained"] is None, "the recipe profile must train the backbone"
     profile["pretrain"].update(SHORT_RECIPE)
     (workdir / "params.yaml").write_text(yaml.safe_dump(profile))

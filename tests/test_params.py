@@ -72,8 +72,8 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["route"].__setitem__("eps", -1.0), r"route\.eps: .*greater than 0"),
         (lambda p: p["route"]["reject"].__setitem__("quantile", 1.0), r"route\.reject\.quantile: .*less than 1"),
         (lambda p: p["route"]["analysis"].__setitem__("seen_tasks", list(p["suite"]["tasks"])), r"leave at least one task unseen"),
-        (lambda p: p["adapt"]["methods"].append("adarank_magic"), r"adapt\.methods\.5: Input should be"),
-        (lambda p: p["adapt"]["adarank_cart"].__setitem__("rank", 1.5), r"adapt\.adarank_cart\.rank: .*less than or equal to 1"),
+        (lambda p: p["adapt"]["methods"].append("adarank_magic"), r"adapt\.methods: unknown adaptation method 'adarank_magic'"),
+        (lambda p: p["adapt"]["adarank_cart"].__setitem__("rank", 1.5), r"adapt\.adarank_cart: rank must be in \[0, 1\]"),
         (lambda p: p["adapt"].__setitem__("learn", "all"), r"adapt\.learn: Input should be 'both', 'lambda' or 'masks'"),
     ],
 )

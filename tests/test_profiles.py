@@ -1,4 +1,4 @@
-"""Profiles (whole params files or overlays on params.yaml) and the start-up cost of the light stages."""
+"""Profiles (overlays on params.yaml or on another profile) and the start-up cost of the light stages."""
 
 from __future__ import annotations
 
@@ -40,9 +40,38 @@ def test_overlay_merges_mappings_replaces_lists_and_rejects_unknown_keys() -> No
         overlay(base, {"a": {"bb": 1}})
 
 
+def test_overlay_replaces_a_mapping_marked_replace_whole() -> None:
+    base = {"finetune": {"digits": {"lr": 1, "steps": 2}, "signs": {"lr": 1, "steps": 2}}, "merge": {"ties": {"k": 0.2}}}
+    text = {"finetune": {"__replace__": True, "reviews": {"lr": 3, "steps": 4}}, "merge": {"ties": {"k": 0.5}}}
+    assert overlay(base, text) == {"finetune": {"reviews": {"lr": 3, "steps": 4}}, "merge": {"ties": {"k": 0.5}}}
+    assert overlay(base, {"merge": {"ties": {"__replace__": True}}}) == {**base, "merge": {"ties": {}}}
+    with pytest.raises(MergeflowError, match=r"profile key finetun: not in the base"):  # still checked beside a marker
+        overlay(base, {"finetun": {"__replace__": True, "reviews": {}}})
+    with pytest.raises(MergeflowError, match=r"finetune\.__replace__: must be true"):
+        overlay(base, {"finetune": {"__replace__": "yes", "reviews": {}}})
+    with pytest.raises(MergeflowError, match=r"merge\.ties\.k: __replace__ replaces a mapping, but the base's value is 0\.2"):
+        overlay(base, {"merge": {"ties": {"k": {"__replace__": True}}}})
+    with pytest.raises(MergeflowError, match=r"finetune\.reviews\.__replace__: only directly under a key of the base"):
+        overlay(base, {"finetune": {"__replace__": True, "reviews": {"__replace__": True, "lr": 3}}})
+
+
+def test_every_profile_resolves_to_valid_params_and_writes_what_it_resolves_to(root: Path, tmp_path: Path) -> None:
+    profiles = sorted((root / "profiles").glob("*.yaml"))
+    assert {p.stem for p in profiles} >= {"backbone", "full-analysis", "glue7", "smoke", "text6", "text_smoke"}
+    for profile in profiles:
+        assert "extends" in yaml.safe_load(profile.read_text()), f"{profile.name}: an overlay lists only what it changes"
+        resolved = resolve_profile(profile)
+        params = parse_params(resolved, str(profile))  # also checks the keys inside __replace__ blocks
+        write_profile(profile, tmp_path / "params.yaml")
+        written = (tmp_path / "params.yaml").read_text()
+        assert "__replace__" not in written and "extends" not in yaml.safe_load(written)
+        assert yaml.safe_load(written) == resolved, profile.name
+        assert load_params(profile) == params  # `--params profiles/NAME.yaml` resolves the overlay too
+
+
 def test_whole_profiles_are_copied_byte_for_byte(root: Path, tmp_path: Path) -> None:
-    write_profile(root / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
-    assert (tmp_path / "params.yaml").read_bytes() == (root / "profiles" / "smoke.yaml").read_bytes()
+    write_profile(root / "params.yaml", tmp_path / "params.yaml")  # params.yaml is the whole base of the overlays
+    assert (tmp_path / "params.yaml").read_bytes() == (root / "params.yaml").read_bytes()
     write_profile(root / "profiles" / "full-analysis.yaml", tmp_path / "full.yaml")
     assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == resolve_profile(root / "profiles" / "full-analysis.yaml")
 

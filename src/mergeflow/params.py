@@ -15,6 +15,7 @@ from mergeflow.declare import GRID_SUFFIX, Declaration, Value, check_grids
 from mergeflow.dynamic.declarations import dynamic_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.declarations import merge_declaration
+from mergeflow.profiles import EXTENDS, resolve_profile
 from mergeflow.routing.declarations import ROUTER_NAMES
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -475,7 +476,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+    """Read and validate params.yaml, or a profile (``--params profiles/backbone.yaml``): an overlay is resolved first."""
     if not os.path.exists(path):
         raise MergeflowError(f"{path}: not found; run stages from the project root")
     try:
@@ -483,4 +484,6 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
             raw = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         raise MergeflowError(f"{path}: not valid YAML ({exc})") from exc
+    if isinstance(raw, dict) and EXTENDS in raw:
+        raw = resolve_profile(path)
     return parse_params(raw, str(path))

@@ -1,5 +1,13 @@
-"""Profiles: a whole params file (smoke, text6: copied as they are), or an overlay that names its base with
-``extends:`` and lists only the keys it changes (full-analysis), so it cannot go stale when the base's other keys do.
+"""Profiles: an overlay that names its base with ``extends:`` (params.yaml or another profile) and lists only the keys
+it changes, so it cannot go stale when the base's other keys do; or a whole params file (copied as it is).
+
+Mappings merge key by key and anything else (lists included) is replaced; a key the base lacks is an error. A mapping
+whose keys differ from the base's (a text suite's ``finetune:`` blocks are named by its own tasks; a fixed ``scale:``
+instead of a ``scale_grid:``) says ``__replace__: true`` and then replaces the base's mapping whole:
+
+    finetune:
+      __replace__: true    # the base's vision blocks are dropped; these are the only ones
+      product_reviews: {lr: 5.0e-5, steps: 60, batch_size: 16, weight_decay: 0.1, warmup_steps: 6, seed: 0}
 
 ``python -m mergeflow.profiles PROFILE OUT`` writes the params file a workspace runs with (scripts/run_suite.sh).
 """
@@ -17,6 +25,11 @@ import yaml
 from mergeflow.errors import MergeflowError
 
 EXTENDS = "extends"
+REPLACE = "__replace__"  # in an overlay's mapping: replace the base's mapping whole instead of merging into it
+# Sections whose per-method blocks list only what differs from the methods' declarations: inside such a block, a key
+# the base leaves out is a hyperparameter at its declared default, so an overlay may set it (params validation checks
+# it against the declaration, with the same message as in params.yaml).
+DECLARED_BLOCKS = ("merge", "adapt", "dynamic")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -30,19 +43,47 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def overlay(base: dict[str, Any], changes: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """``base`` with ``changes`` applied: mappings merge key by key, anything else (lists included) is replaced.
+    """``base`` with ``changes`` applied: mappings merge key by key, anything else (lists included) is replaced, and a
+    mapping marked ``__replace__: true`` replaces the base's mapping whole (the marker dropped).
 
-    A key the base lacks is an error, so a misspelt or renamed key fails here instead of being silently added."""
+    A key the base lacks is an error, so a misspelt or renamed key fails here instead of being silently added. The keys
+    of a replacing mapping are not checked here (they differ from the base's by design): params validation does that."""
     merged = dict(base)
     for key, value in changes.items():
         name = f"{where}.{key}" if where else str(key)
-        if key not in base:
+        in_declared_block = where.count(".") == 1 and where.split(".")[0] in DECLARED_BLOCKS
+        if key not in base and not in_declared_block:
             raise MergeflowError(f"profile key {name}: not in the base params (check the spelling against params.yaml)")
-        if isinstance(value, dict) and isinstance(base[key], dict):
+        if key not in base:
+            merged[key] = value
+            continue
+        if isinstance(value, dict) and REPLACE in value:
+            merged[key] = _replacement(value, base[key], name)
+        elif isinstance(value, dict) and isinstance(base[key], dict):
             merged[key] = overlay(base[key], value, name)
         else:
             merged[key] = value
     return merged
+
+
+def _replacement(value: dict[str, Any], base: object, name: str) -> dict[str, Any]:
+    """The mapping a ``__replace__: true`` block stands for, checked: the marker is true, the base's value is a mapping,
+    and no marker is nested inside (there is no base to merge into there)."""
+    if value[REPLACE] is not True:
+        raise MergeflowError(f"profile key {name}.{REPLACE}: must be true (or leave it out to merge), got {value[REPLACE]!r}")
+    if not isinstance(base, dict):
+        raise MergeflowError(f"profile key {name}: {REPLACE} replaces a mapping, but the base's value is {base!r}")
+    body = {key: item for key, item in value.items() if key != REPLACE}
+    pending = [(name, body)]
+    while pending:
+        where, mapping = pending.pop()
+        for key, item in mapping.items():
+            if key == REPLACE:
+                raise MergeflowError(f"profile key {where}.{REPLACE}: only directly under a key of the base (inside "
+                                     f"{name}'s replacement there is nothing to merge into)")
+            if isinstance(item, dict):
+                pending.append((f"{where}.{key}", item))
+    return body
 
 
 def resolve_profile(path: str | os.PathLike[str]) -> dict[str, Any]:

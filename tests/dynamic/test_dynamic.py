@@ -130,7 +130,7 @@ def test_declarations_resolve_defaults_and_refuse_bad_values() -> None:
         wemoe.resolve({"stpes": 3})
     with pytest.raises(MergeflowError, match="lr must be > 0"):
         wemoe.resolve({"lr": 0.0})
-    with pytest.raises(MergeflowError, match="one of wemoe, mow_merging"):
+    with pytest.raises(MergeflowError, match="known: wemoe, mow_merging"):
         get_dynamic_method("moe")
     assert {(m.method, m.router) for m in DYNAMIC_REGISTRY.values()} == {("wemoe", "wemoe"), ("mow_merging", "mow")}
 

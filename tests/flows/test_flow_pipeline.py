@@ -15,12 +15,11 @@ from flowkit import copy_smoke_project, outcomes, run_flow, use_project
 from pipeline_kit import dvc, ran
 
 from flows.dvc_graph import plan
+from mergeflow.profiles import resolve_profile
 
 pytestmark = pytest.mark.pipeline
 
-TASKS: list[str] = yaml.safe_load((Path(__file__).resolve().parents[2] / "profiles" / "smoke.yaml").read_text())[
-    "suite"
-]["tasks"][:2]
+TASKS: list[str] = resolve_profile(Path(__file__).resolve().parents[2] / "profiles" / "smoke.yaml")["suite"]["tasks"][:2]
 FIRST, SECOND = TASKS
 TARGETS = [f"finetune@{FIRST}", "evaluate_finetuned"]  # 7 stages: prepare x2, pretrain, heads, finetune x2, its reader
 

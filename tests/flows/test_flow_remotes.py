@@ -12,15 +12,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
 from flowkit import clone, commit, copy_smoke_project, free_port, outcomes, run_flow, start, stop, use_project, wait_http
 from pipeline_kit import VENV_BIN, dvc, project_env, ran, run
 
+from mergeflow.profiles import resolve_profile
+
 pytestmark = pytest.mark.pipeline
 
-FIRST = yaml.safe_load((Path(__file__).resolve().parents[2] / "profiles" / "smoke.yaml").read_text())["suite"][
-    "tasks"
-][0]
+FIRST = resolve_profile(Path(__file__).resolve().parents[2] / "profiles" / "smoke.yaml")["suite"]["tasks"][0]
 STAGE = f"prepare@{FIRST}"  # one real stage of the pipeline: a few seconds
 BUCKET = "mergeflow-team-cache"
 DUMMY = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}
