@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.errors import MergeflowError
+from mergeflow.lora.names import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in lora/names.py
+from mergeflow.lora.names import LoraMethodName
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -325,16 +327,13 @@ class LoraMadParams(_Section):
     seed: NonNegativeInt
 
 
-LORA_METHODS = ("experts", "task_arithmetic", "tr", "twin", "dawin", "mad")
-
-
 class LoraParams(_Section):
     """``lora:``: LoRA experts (finetune_lora@TASK) and the per-input methods served over them (evaluate_lora@METHOD);
     their results carry the suite name ``<suite.name>-lora``."""
 
     adapter: LoraAdapterParams
     train: OptimParams
-    methods: list[Literal["experts", "task_arithmetic", "tr", "twin", "dawin", "mad"]] = Field(min_length=1)
+    methods: list[LoraMethodName] = Field(min_length=1)
     batch_size: PositiveInt
     experts: dict[str, Any]
     task_arithmetic: LoraScaleParams
