@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, stack_factors
@@ -40,6 +41,12 @@ def load_tr_router(params: Params) -> RouterEmbedder | None:
 
     return load_router_embedder(params.lora.tr.router_encoder, suite_kind(params.suite.name), params.backbone.pretrained,
                                 params.suite.max_tokens)
+
+
+def method_block(params: Params, method: str) -> dict[str, Any]:
+    """``lora.<method>`` of params.yaml as the plain mapping a LoRA method's ``calibrate`` reads."""
+    block = getattr(params.lora, method)
+    return block.model_dump() if isinstance(block, BaseModel) else dict(block)
 
 
 def save_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:

@@ -1,34 +1,21 @@
-"""The serving half of stage serve_lora@METHOD: serve the mixed test stream through one LoRA-expert method and write
-its rows (suite ``<suite.name>-lora``): accuracy and routing accuracy per task, seconds per input at ``lora.batch_size`` and
-the bytes the server holds.
+"""The serving half of stage serve_lora@METHOD: serve the mixed test stream through one LoRA-expert method (its
+policy built by the method's ``build_policy``, src/mergeflow/lora/methods.py, from calibrate_lora's file) and write
+its rows (suite ``<suite.name>-lora``): accuracy and routing accuracy per task, seconds per input at
+``lora.batch_size`` and the bytes the server holds.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import pandas as pd
 import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
-from mergeflow.lora.bank import FactorBank
-from mergeflow.lora.mixed_encoder import MixedEncoder
-from mergeflow.lora.policies import (
-    ConstantPolicy,
-    DawinPolicy,
-    ExpertPolicy,
-    MadPolicy,
-    Policy,
-    TrPolicy,
-    TwinPolicy,
-    dataset_mean_policy,
-    serve,
-)
-from mergeflow.lora.twin import load_twin_router, twin_encoder
+from mergeflow.lora.methods import ServingInputs, get_lora_method
+from mergeflow.lora.policies import serve
 from mergeflow.params import Params
-from mergeflow.routing.routers import Router
 from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
@@ -37,60 +24,18 @@ from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream
 from tasks._stage import run_stage
 
-# method -> (results-table method name, router name)
-ROWS = {
-    "experts": ("finetuned", "oracle"),
-    "task_arithmetic": ("task_arithmetic", "none"),
-    "tr": ("tr_merging", "tr"),
-    "twin": ("twin_merging", "twin"),
-    "dawin": ("dawin", "dawin"),
-    "mad": ("finetuned", "mad"),
-}
-
-
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
-
-
-def build_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any], params: Params, bank: FactorBank,
-                 module: torch.nn.Module, heads: list[torch.Tensor]) -> tuple[Policy, int]:
-    """The method's policy from its calibration file, and the bytes its router holds beyond the encoder."""
-    tasks = params.suite.tasks
-    if method == "twin":
-        router = _prefixed(tensors, "router/")
-        encoder = twin_encoder(module, bank, settings["shared_scale"], settings["density"])
-        return TwinPolicy(encoder, load_twin_router(router)), tensor_bytes(router)
-    encoder = MixedEncoder(module, bank)
-    if method == "experts":
-        return ExpertPolicy(encoder), 0
-    if method == "task_arithmetic":
-        return ConstantPolicy(encoder, settings["scale"]), 0
-    if method == "dawin":
-        return DawinPolicy(encoder, heads, settings["scale"], settings["head"]), 0
-    if method == "tr":
-        samples = [tensors[f"samples/{task}"] for task in tasks]
-        router_model = load_tr_router(params)
-        held = tensor_bytes(samples) + (router_model.parameter_bytes() if router_model is not None else 0)
-        return TrPolicy(encoder, samples, settings["temperature"], settings["top_k"], settings["form"], settings["renormalize"],
-                        router_model), held
-    if method == "mad":
-        router = _prefixed(tensors, "router/")
-        return MadPolicy(encoder, Router.from_state("mad", tasks, router)), tensor_bytes(router)
-    raise MergeflowError(f"no policy for LoRA method {method!r}")
-
 
 def build(args: argparse.Namespace, params: Params) -> None:
     method, tasks = args.item, params.suite.tasks
     if method not in params.lora.methods:
         raise MergeflowError(f"{method!r} is not in lora.methods ({', '.join(params.lora.methods)})")
+    spec = get_lora_method(method)
     bank, heads = load_lora_bank(params), load_heads(tasks)
     module, preprocess = load_encoder(params)
     tensors, settings = load_policy(method)
-    policy, router_bytes = build_policy(method, tensors, settings, params, bank, module, heads)
     stream = test_stream(params)
-    if method == "dawin" and settings["mode"] == "dataset_mean":
-        # the authors' multi-task mode: mean coefficients over each dataset's test inputs, one merge per dataset
-        policy = dataset_mean_policy(policy, preprocess(stream.images), stream.tasks, params.lora.batch_size)
+    inputs = ServingInputs(tasks, bank, module, preprocess, heads, lambda: load_tr_router(params), stream, params.lora.batch_size)
+    policy, router_bytes = spec.build_policy(tensors, settings, inputs)
     chosen: list[torch.Tensor] = []
 
     def predict(images: torch.Tensor, true_tasks: torch.Tensor) -> Prediction:
@@ -103,7 +48,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     scores = per_task_scores(stream, prediction, tasks)
     routed = torch.cat(chosen) == stream.tasks
     routing = {task: float(routed[stream.tasks == index].float().mean()) for index, task in enumerate(tasks)}
-    name, router = ROWS[method]
+    name, router = spec.method, spec.router
     suite = f"{params.suite.name}-lora"
     memory = policy.encoder.nbytes() + tensor_bytes(heads) + router_bytes
     rows = [
@@ -111,7 +56,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
         result_rows(suite, name, router, "seconds_per_input", {"all": seconds / len(stream)}),
         result_rows(suite, name, router, "peak_memory_bytes", {"all": float(memory)}),
     ]
-    if router not in ("oracle", "none"):
+    if spec.routes:
         rows.append(result_rows(suite, name, router, "routing_accuracy", routing))
     average = sum(scores["accuracy"].values()) / len(tasks)
     print(f"{suite} {name}/{router}: accuracy {average:.4f}, routing {sum(routing.values()) / len(tasks):.4f}, "

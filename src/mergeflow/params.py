@@ -14,6 +14,8 @@ from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declare import GRID_SUFFIX, Declaration, Value, check_grids
 from mergeflow.dynamic.declarations import dynamic_declaration
 from mergeflow.errors import MergeflowError
+from mergeflow.lora.names import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in lora/names.py
+from mergeflow.lora.names import LoraMethodName
 from mergeflow.merging.declarations import merge_declaration
 from mergeflow.profiles import EXTENDS, resolve_profile
 from mergeflow.routing.declarations import ROUTER_NAMES
@@ -345,16 +347,13 @@ class LoraMadParams(_Section):
     seed: NonNegativeInt
 
 
-LORA_METHODS = ("experts", "task_arithmetic", "tr", "twin", "dawin", "mad")
-
-
 class LoraParams(_Section):
     """``lora:``: LoRA experts (finetune_lora@TASK) and the per-input methods served over them (evaluate_lora@METHOD);
     their results carry the suite name ``<suite.name>-lora``."""
 
     adapter: LoraAdapterParams
     train: OptimParams
-    methods: list[Literal["experts", "task_arithmetic", "tr", "twin", "dawin", "mad"]] = Field(min_length=1)
+    methods: list[LoraMethodName] = Field(min_length=1)
     batch_size: PositiveInt
     experts: dict[str, Any]
     task_arithmetic: LoraScaleParams
