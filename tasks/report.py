@@ -11,7 +11,7 @@ import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
 from mergeflow.data.suites import suite_kind
-from mergeflow.dynamic.declarations import dynamic_declaration
+from mergeflow.declarations.dynamic import dynamic_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report

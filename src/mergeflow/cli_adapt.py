@@ -42,9 +42,9 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     import torch
 
     from mergeflow.adaptation.batches import batch_sampler
-    from mergeflow.adaptation.declarations import adapt_declaration
     from mergeflow.api import adapt, save_checkpoint
     from mergeflow.cli_inputs import parse_experts
+    from mergeflow.declarations.adaptation import adapt_declaration
     from mergeflow.models.backbone import create_clip
     from mergeflow.models.clip_parts import visual
 

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from mergeflow.declarations.routing import ROUTERS
 from mergeflow.errors import MergeflowError
-from mergeflow.routing.declarations import ROUTERS
 
 if TYPE_CHECKING:
     import torch

@@ -9,16 +9,16 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mergeflow.adaptation.declarations import adapt_declaration
 from mergeflow.data.suites import suite_kind, suite_tasks
-from mergeflow.declare import GRID_SUFFIX, Declaration, Value, check_grids
-from mergeflow.dynamic.declarations import dynamic_declaration
+from mergeflow.declarations.adaptation import adapt_declaration
+from mergeflow.declarations.common import GRID_SUFFIX, Declaration, Value, check_grids
+from mergeflow.declarations.dynamic import dynamic_declaration
+from mergeflow.declarations.lora import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in declarations/lora.py
+from mergeflow.declarations.lora import LoraMethodName
+from mergeflow.declarations.merging import merge_declaration
+from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
-from mergeflow.lora.names import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in lora/names.py
-from mergeflow.lora.names import LoraMethodName
-from mergeflow.merging.declarations import merge_declaration
 from mergeflow.profiles import EXTENDS, resolve_profile
-from mergeflow.routing.declarations import ROUTER_NAMES
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -271,7 +271,7 @@ class AdaptParams(_Section):
     seed: NonNegativeInt
     learn: Literal["both", "lambda", "masks"]
     analysis: AdaptationAnalysisParams
-    blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (adaptation/declarations.py holds the rest)
+    blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (declarations/adaptation.py holds the rest)
 
     @model_validator(mode="before")
     @classmethod
@@ -366,7 +366,7 @@ class LoraParams(_Section):
 class DynamicParams(_Section):
     """``dynamic:``: trained per-input methods (serve_dynamic@METHOD: WEMoE, MoW-Merging), served task-unknown.
 
-    A method's block lists only what differs from its declaration (src/mergeflow/dynamic/declarations.py)."""
+    A method's block lists only what differs from its declaration (src/mergeflow/declarations/dynamic.py)."""
 
     methods: list[str]
     batch_size: PositiveInt

@@ -12,7 +12,7 @@ import pytest
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.methods import LORA_REGISTRY, get_lora_method
-from mergeflow.lora.names import LORA_METHODS
+from mergeflow.declarations.lora import LORA_METHODS
 from mergeflow.params import LoraParams
 
 ROOT = Path(__file__).resolve().parents[2]

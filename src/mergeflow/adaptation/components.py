@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mergeflow.declare import check_fraction
+from mergeflow.declarations.common import check_fraction
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.cart import cart_rank
 from mergeflow.merging.common import TaskVectors, stack_tensors

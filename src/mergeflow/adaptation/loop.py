@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
-from mergeflow.declare import check_non_negative_int, check_number
+from mergeflow.declarations.common import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
 
 Tensor = torch.Tensor

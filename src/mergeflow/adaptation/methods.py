@@ -1,4 +1,4 @@
-"""Adaptation methods by results-table name: each declaration (``adaptation/declarations.py``, torch-free) bound to
+"""Adaptation methods by results-table name: each declaration (``declarations/adaptation.py``, torch-free) bound to
 the decomposition AdaRank masks, and ``build_adaptive``, the step-0 adaptive model of a method."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import cast
 import torch
 
 from mergeflow.adaptation.components import Decomposition, decompose_cart, decompose_iso_cts, decompose_ta, decompose_tsv_m
-from mergeflow.adaptation.declarations import ADAMERGING_ONLY, ADAPT_DECLARATIONS, ADAPT_METHODS, LEARN, adapt_declaration
 from mergeflow.adaptation.model import AdaptiveMerge, Granularity, adamerging
-from mergeflow.declare import check_choice
+from mergeflow.declarations.adaptation import ADAMERGING_ONLY, ADAPT_DECLARATIONS, ADAPT_METHODS, LEARN, adapt_declaration
+from mergeflow.declarations.common import check_choice
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import TaskVectors
 

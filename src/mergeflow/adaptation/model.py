@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from mergeflow.adaptation.components import Decomposition, decompose_plain
-from mergeflow.adaptation.declarations import GRANULARITIES
 from mergeflow.adaptation.ste import MASK_TEMPERATURE, masked_values
-from mergeflow.declare import check_choice, check_number
+from mergeflow.declarations.adaptation import GRANULARITIES
+from mergeflow.declarations.common import check_choice, check_number
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import TaskVectors
 

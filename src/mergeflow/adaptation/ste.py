@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mergeflow.declare import check_number
+from mergeflow.declarations.common import check_number
 from mergeflow.errors import MergeflowError
 
 MASK_TEMPERATURE = 10.0  # AdaRank's mask_temp in every shipped config; see docs/methods.md §3(c) before changing it

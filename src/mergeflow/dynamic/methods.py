@@ -1,4 +1,4 @@
-"""The trained per-input methods (MAD's Table 2/4 baselines): each declaration (``dynamic/declarations.py``,
+"""The trained per-input methods (MAD's Table 2/4 baselines): each declaration (``declarations/dynamic.py``,
 torch-free: names and hyperparameters) bound to what it fits.
 
 Both methods are scored with the input's dataset head (their papers' protocol and our LoRA rows'); what they decide
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from mergeflow.adaptation.batches import batch_sampler
-from mergeflow.declare import Value
-from mergeflow.dynamic.declarations import DYNAMIC_DECLARATIONS, DynamicDeclaration, dynamic_declaration
+from mergeflow.declarations.common import Value
+from mergeflow.declarations.dynamic import DYNAMIC_DECLARATIONS, DynamicDeclaration, dynamic_declaration
 from mergeflow.dynamic.mow import MixtureOfWeights, rule_features
 from mergeflow.dynamic.training import minimise_entropy
 from mergeflow.dynamic.wemoe import WeightEnsemblingEncoder

@@ -14,15 +14,22 @@ from pathlib import Path
 import pandas as pd
 
 from mergeflow.atomic import atomic_path, write_text_atomic
+from mergeflow.declarations.adaptation import ADAPT_DECLARATIONS
+from mergeflow.declarations.dynamic import DYNAMIC_DECLARATIONS
+from mergeflow.declarations.lora import TABLE_NAMES as LORA_TABLE_NAMES
+from mergeflow.declarations.merging import MERGE_DECLARATIONS
+from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
 
 COLUMNS = ("suite", "method", "router", "task", "metric", "value")
-METHODS = (
-    "pretrained", "finetuned", "weight_averaging", "task_arithmetic", "ties", "tall_ta", "tall_ties", "consensus_ta",
-    "emr", "tsv_m", "cart", "iso_c", "iso_cts", "adamerging", "adarank_ta", "adarank_cart", "adarank_tsv_m",
-    "adarank_iso_cts", "tr_merging", "twin_merging", "dawin",
-)
-ROUTERS = ("oracle", "none", "mad", "pooled", "euclidean", "cosine", "diagonal", "knn1", "knn3", "knn5", "knn10", "tr", "twin", "dawin")
+# Every name a row may carry, from the methods' declarations: the base rows, each static and adaptive method, the
+# LoRA-expert and trained per-input methods' table names; routers: task-known, one model, each task router, theirs.
+METHODS: tuple[str, ...] = tuple(dict.fromkeys((
+    "pretrained", "finetuned", *MERGE_DECLARATIONS, *ADAPT_DECLARATIONS,
+    *(method for method, _ in LORA_TABLE_NAMES.values()), *(d.method for d in DYNAMIC_DECLARATIONS.values()))))
+ROUTERS: tuple[str, ...] = tuple(dict.fromkeys((
+    "oracle", "none", *ROUTER_NAMES, *(router for _, router in LORA_TABLE_NAMES.values()),
+    *(d.router for d in DYNAMIC_DECLARATIONS.values()))))
 
 
 def result_rows(suite: str, method: str, router: str, metric: str, per_task: dict[str, float]) -> pd.DataFrame:

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mergeflow.declarations.lora import LORA_METHODS, TABLE_NAMES
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank
 from mergeflow.lora.mixed_encoder import MixedEncoder
-from mergeflow.lora.names import LORA_METHODS
 from mergeflow.lora.policies import (
     ConstantPolicy,
     DawinPolicy,
@@ -243,21 +243,21 @@ def _mad_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inpu
 LORA_REGISTRY: dict[str, LoraMethod] = {
     method.name: method
     for method in (
-        LoraMethod("experts", "finetuned", "oracle", "task-known: each input through its own task's LoRA expert",
+        LoraMethod("experts", *TABLE_NAMES["experts"], "task-known: each input through its own task's LoRA expert",
                    _settings_only(lambda block: {}), _experts_policy, fits=False),
-        LoraMethod("task_arithmetic", "task_arithmetic", "none", "one static merge: every expert at lora.task_arithmetic.scale",
+        LoraMethod("task_arithmetic", *TABLE_NAMES["task_arithmetic"], "one static merge: every expert at lora.task_arithmetic.scale",
                    _settings_only(dict), _task_arithmetic_policy, fits=False),
-        LoraMethod("tr", "tr_merging", "tr", "TR-Merging: mean cosine to M sample embeddings per task, temperature and top-K on validation",
+        LoraMethod("tr", *TABLE_NAMES["tr"], "TR-Merging: mean cosine to M sample embeddings per task, temperature and top-K on validation",
                    _fitted(_calibrate_tr), _tr_policy),
-        LoraMethod("twin", "twin_merging", "twin", "Twin-Merging: shared expert plus exclusive vectors mixed by a trained MLP router",
+        LoraMethod("twin", *TABLE_NAMES["twin"], "Twin-Merging: shared expert plus exclusive vectors mixed by a trained MLP router",
                    _fitted(_calibrate_twin), _twin_policy, needs_grad=True),
-        LoraMethod("dawin", "dawin", "dawin", "DaWin: coefficients from each expert's prediction entropy, per input or per dataset",
+        LoraMethod("dawin", *TABLE_NAMES["dawin"], "DaWin: coefficients from each expert's prediction entropy, per input or per dataset",
                    _settings_only(dict), _dawin_policy, fits=False),
-        LoraMethod("mad", "finetuned", "mad", "MAD: Mahalanobis routing to one expert on the weight-averaged model's features",
+        LoraMethod("mad", *TABLE_NAMES["mad"], "MAD: Mahalanobis routing to one expert on the weight-averaged model's features",
                    _fitted(_calibrate_mad), _mad_policy),
     )
 }
-assert tuple(LORA_REGISTRY) == LORA_METHODS, "lora/names.py lists exactly the registry's methods, in its order"
+assert tuple(LORA_REGISTRY) == LORA_METHODS, "declarations/lora.py lists exactly the registry's methods, in its order"
 
 
 def get_lora_method(name: str) -> LoraMethod:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mergeflow.declare import check_number
+from mergeflow.declarations.common import check_number
 from mergeflow.merging.common import StateDict, TaskVectors, summed
 from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, delta_kernel, in_memory
 

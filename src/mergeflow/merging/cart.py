@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mergeflow.declare import check_fraction, check_number
+from mergeflow.declarations.common import check_fraction, check_number
 from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix

@@ -1,4 +1,4 @@
-"""The merging methods by their results-table names: each declaration (``merging/declarations.py``, torch-free)
+"""The merging methods by their results-table names: each declaration (``declarations/merging.py``, torch-free)
 bound to its in-memory function, its streaming plan and, for linear methods, its scale parts."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mergeflow.declare import HyperParameter, Value
+from mergeflow.declarations.common import HyperParameter, Value
+from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
 from mergeflow.merging.cart import cart, cart_parts, cart_plan
 from mergeflow.merging.common import StateDict, TaskVectors
-from mergeflow.merging.declarations import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
 from mergeflow.merging.emr import emr_merge, emr_plan
 from mergeflow.merging.iso import iso_c, iso_c_plan, iso_cts, iso_cts_plan
 from mergeflow.merging.plan import MergePlan
@@ -24,7 +24,7 @@ from mergeflow.merging.tsv import tsv_m, tsv_m_plan
 
 @dataclass(frozen=True)
 class MergeMethod:
-    """A results-table method: its declaration (``merging/declarations.py``: what it returns, ``delta`` = one merged
+    """A results-table method: its declaration (``declarations/merging.py``: what it returns, ``delta`` = one merged
     task vector or ``bank`` = a MaskBank, and its hyperparameters) bound to its plan (global passes + per-key
     kernel), which ``function`` runs in memory and ``merging.streaming`` on files."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mergeflow.declare import check_number
+from mergeflow.declarations.common import check_number
 from mergeflow.merging.common import StateDict, TaskVectors, compute_dtype
 
 # (task vectors, every hyperparameter but scale) -> the method's scale-free parts.

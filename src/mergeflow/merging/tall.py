@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
-from mergeflow.declare import check_non_negative, check_non_negative_int, check_number
+from mergeflow.declarations.common import check_non_negative, check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StateDict, TaskVectors, compute_dtype, masked, merge_keys, summed

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mergeflow.declare import check_choice, check_fraction, check_number
+from mergeflow.declarations.common import check_choice, check_fraction, check_number
+from mergeflow.declarations.merging import AGGREGATES
 from mergeflow.merging.common import StateDict, TaskVectors, stack_tensors
-from mergeflow.merging.declarations import AGGREGATES
 from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, column_chunks, delta_kernel, in_memory
 from mergeflow.merging.topk import above_threshold, trim_rows
 

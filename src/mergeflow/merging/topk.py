@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from mergeflow.declare import check_fraction
+from mergeflow.declarations.common import check_fraction
 from mergeflow.merging.common import StateDict
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mergeflow.declare import check_choice, check_number
+from mergeflow.declarations.common import check_choice, check_number
 from mergeflow.errors import MergeflowError
 
 COVARIANCES = ("full", "pooled", "diagonal", "identity")

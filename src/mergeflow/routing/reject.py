@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from mergeflow.declare import check_number
+from mergeflow.declarations.common import check_number
 from mergeflow.errors import MergeflowError
 
 

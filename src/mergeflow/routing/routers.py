@@ -15,8 +15,8 @@ from typing import Protocol
 
 import torch
 
+from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
-from mergeflow.routing.declarations import ROUTER_NAMES
 from mergeflow.routing.gaussian import TaskGaussians, check_features, check_queries, fit_gaussians, mahalanobis
 
 _GAUSSIAN = {"mad": "full", "pooled": "pooled", "diagonal": "diagonal", "euclidean": "identity"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from mergeflow.declare import (
+from mergeflow.declarations.common import (
     Declaration,
     HyperParameter,
     check_fraction,

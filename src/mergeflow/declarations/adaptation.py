@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from mergeflow.declare import Declaration, HyperParameter, check_choice, check_fraction, check_number, lookup
+from mergeflow.declarations.common import Declaration, HyperParameter, check_choice, check_fraction, check_number, lookup
 
 LEARN = ("both", "lambda", "masks")
 GRANULARITIES = ("layer", "task")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from mergeflow.declare import (
+from mergeflow.declarations.common import (
     Declaration,
     HyperParameter,
     Value,

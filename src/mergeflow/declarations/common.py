@@ -1,10 +1,5 @@
-"""How every method declares its hyperparameters, once: name, type, default, check and help (torch-free).
-
-A method's declaration lives in its family's ``declarations`` module (``merging``, ``adaptation``, ``dynamic``),
-which imports nothing heavy, so params.yaml validation, ``--set`` parsing and ``--help`` read the declarations
-without loading torch, and a stage's code dependencies stay what the stage itself runs. The implementations bind to
-the declarations by name (``merging/registry.py``, ``adaptation/methods.py``, ``dynamic/methods.py``).
-"""
+"""The declaration form every method shares: a HyperParameter (name, type, default, check, help, the authors' grid)
+and a Declaration (name, summary, hyperparameters, settings it refuses), with the checks they use (torch-free)."""
 
 from __future__ import annotations
 
