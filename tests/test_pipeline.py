@@ -69,6 +69,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}  # adapted: router none
     unknown = {(m, r, t) for m in route["methods"] for r in route["routers"] for t in tasks}
     unknown |= {(m, "none", t) for m in route["static"] for t in tasks}
+    unknown |= {(m, r, t) for m, r in (("wemoe", "wemoe"), ("mow_merging", "mow")) for t in tasks}
     assert rows == known | unknown
     assert table[table["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
     costs = table[table["metric"].isin(["seconds_per_input", "peak_memory_bytes"])]
@@ -76,7 +77,8 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     # peak memory for every (bank, router) and static model; seconds per input where serving ran end to end: the
     # static models and MAD (the other routers are scored by one shared pass, routing/shared_pass.py)
     served = len(route["methods"]) * ("mad" in route["routers"])
-    assert len(costs) == len(route["methods"]) * len(route["routers"]) + served + 2 * len(route["static"])
+    assert len(costs) == (len(route["methods"]) * len(route["routers"]) + served + 2 * len(route["static"])
+                          + 2 * len(params["dynamic"]["methods"]))
     assert re.search(r"tall_ta \w+: lam = 0\.[26] \(validation", output)  # the per-task lambda is printed
     assert re.search(r"ties scale = (0\.6|1\.0) for every task \(mean validation", output)  # the shared scale too
     assert (project / "reports" / "metrics.json").exists() and (project / "reports" / "results.csv").exists()
@@ -131,9 +133,10 @@ def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     executed = ran(dvc(project, "repro"))
     assert "merge@ties" in executed
-    # ties is also the smoke profile's routing feature model and static baseline: what reads it reruns, the other
-    # merges never do.
-    downstream = {"features@ties", "evaluate_static", "calibrate", "analyze_routing", "results", "regime", "report"}
+    # ties is also the smoke profile's routing feature model, static baseline and MoW-Merging's rule: what reads it
+    # reruns, the other merges never do.
+    downstream = {"features@ties", "evaluate_static", "calibrate", "analyze_routing", "results", "regime", "report",
+                  "serve_dynamic@mow_merging"}
     downstream |= {f"evaluate_routed@{m}" for m in params["route"]["methods"]}
     assert executed <= {"merge@ties"} | downstream
     assert not any(stage.startswith("merge@") and stage != "merge@ties" for stage in executed)

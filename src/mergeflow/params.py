@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declarations.adaptation import adapt_declaration
-from mergeflow.declarations.common import GRID_SUFFIX, Declaration, Value, check_grids
+from mergeflow.declarations.common import GRID_SUFFIX, Declaration, check_grids
 from mergeflow.declarations.dynamic import dynamic_declaration
 from mergeflow.declarations.lora import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in declarations/lora.py
 from mergeflow.declarations.lora import LoraMethodName
@@ -137,10 +137,6 @@ def _check_method_name(name: str, subkey: str) -> None:
         raise _KeyedError(subkey, str(exc)) from None
 
 
-def resolve_hyperparameters(name: str, overrides: dict[str, object]) -> dict[str, Value]:
-    return merge_declaration(name).resolve(overrides)
-
-
 def _method_settings(name: str, block: object) -> dict[str, Any]:
     """Split a block into fixed values and ``<name>_grid`` lists, each value checked by the method's declaration."""
     _check_method_name(name, name)
@@ -155,11 +151,11 @@ def _method_settings(name: str, block: object) -> dict[str, Any]:
         target = key.removesuffix(GRID_SUFFIX) if key.endswith(GRID_SUFFIX) else None
         try:
             if target is None:
-                fixed[key] = resolve_hyperparameters(name, {key: value})[key]
+                fixed[key] = merge_declaration(name).parameter(key).validate(value)
                 continue
             if not isinstance(value, list) or not value:
                 raise MergeflowError(f"must be a non-empty list of candidate {target} values, got {value!r}")
-            grids[target] = [resolve_hyperparameters(name, {target: item})[target] for item in value]
+            grids[target] = [merge_declaration(name).parameter(target).validate(item) for item in value]
             if len(set(grids[target])) != len(grids[target]):
                 raise MergeflowError(f"has duplicate values: {value!r}")
         except MergeflowError as exc:
