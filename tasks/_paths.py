@@ -106,5 +106,17 @@ def lora_part_path(method: str) -> Path:
     return RESULT_PARTS / "lora" / f"{method}.parquet"
 
 
+DYNAMIC = ARTIFACTS / "dynamic"
+
+
+def dynamic_path(method: str) -> Path:
+    """What a trained per-input method (serve_dynamic@) learned: WEMoE's routers, MoW-Merging's gate."""
+    return DYNAMIC / f"{method}.safetensors"
+
+
+def dynamic_part_path(method: str) -> Path:
+    return RESULT_PARTS / "dynamic" / f"{method}.parquet"
+
+
 BASE_FEATURES = ARTIFACTS / "regime" / "base_features.safetensors"  # the base model's train/test features (regime probe)
 REGIME = REPORTS / "regime.json"  # the benchmark's regime figures against their targets

@@ -3,15 +3,13 @@ and serve the mixed test stream through it, task-unknown.
 
 Writes artifacts/dynamic/METHOD.safetensors (what it learned, its settings in the metadata) and the results rows
 (suite ``<suite.name>``, method/router as declared): accuracy per task under the input's dataset head, seconds per
-input at ``dynamic.batch_size``, the tensor bytes the server holds, and (MoW) the gate's routing accuracy. The
-paths live here, not in tasks/_paths.py, so adding this stage did not invalidate every other stage's cache.
+input at ``dynamic.batch_size``, the tensor bytes the server holds, and (MoW) the gate's routing accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -30,17 +28,9 @@ from mergeflow.statedict.io import save_tensors
 from tasks._adapt_inputs import unlabelled_pools
 from tasks._artifacts import load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
-from tasks._paths import ARTIFACTS, RESULT_PARTS
+from tasks._paths import dynamic_part_path, dynamic_path
 from tasks._routing_inputs import load_encoder, load_heads, load_single_model, test_stream
 from tasks._stage import run_stage
-
-
-def dynamic_path(method: str) -> Path:
-    return ARTIFACTS / "dynamic" / f"{method}.safetensors"
-
-
-def dynamic_part_path(method: str) -> Path:
-    return RESULT_PARTS / "dynamic" / f"{method}.parquet"
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
