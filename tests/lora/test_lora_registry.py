@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
 import pytest
 
 from mergeflow.declarations.lora import LORA_DECLARATIONS, LORA_METHODS
