@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import torch
-from pydantic import BaseModel
 
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, stack_factors
@@ -39,14 +38,8 @@ def load_tr_router(params: Params) -> RouterEmbedder | None:
     """TR-Merging's separate router encoder (lora.tr.router_encoder), or None to score with the base encoder."""
     from mergeflow.data.suites import suite_kind
 
-    return load_router_embedder(params.lora.tr.router_encoder, suite_kind(params.suite.name), params.backbone.pretrained,
-                                params.suite.max_tokens)
-
-
-def method_block(params: Params, method: str) -> dict[str, Any]:
-    """``lora.<method>`` of params.yaml as the plain mapping a LoRA method's ``calibrate`` reads."""
-    block = getattr(params.lora, method)
-    return block.model_dump() if isinstance(block, BaseModel) else dict(block)
+    return load_router_embedder(params.lora.settings("tr")["router_encoder"], suite_kind(params.suite.name),
+                                params.backbone.pretrained, params.suite.max_tokens)
 
 
 def save_policy(method: str, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:

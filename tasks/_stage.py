@@ -13,9 +13,11 @@ from mergeflow.params import Params, load_params
 StageBody = Callable[[argparse.Namespace, Params], None]
 
 
-def run_stage(stage: str, description: str, body: StageBody, item_help: str | None = None) -> None:
-    """Parse arguments, load and validate params.yaml, run ``body``; print its time or a readable error."""
-    parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}", description=description)
+def run_stage(stage: str, description: str, body: StageBody, item_help: str | None = None, epilog: str | None = None) -> None:
+    """Parse arguments, load and validate params.yaml, run ``body``; print its time or a readable error. ``epilog``
+    (printed as it is, after the arguments) lists what ``--help`` should say beyond them: the items' hyperparameters."""
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}", description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     if item_help:
         parser.add_argument("item", help=item_help)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")

@@ -15,7 +15,7 @@ from mergeflow.lora.methods import CalibrationInputs, get_lora_method
 from mergeflow.params import Params
 from mergeflow.routing.calibration import calibration_rows
 from tasks._artifacts import load_split_tensors
-from tasks._lora_inputs import load_lora_bank, load_tr_router, method_block, save_policy
+from tasks._lora_inputs import load_lora_bank, load_tr_router, save_policy
 from tasks._routing_inputs import load_encoder, load_heads
 from tasks._stage import run_stage
 
@@ -38,9 +38,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
     method, tasks = args.item, params.suite.tasks
     if method not in params.lora.methods:
         raise MergeflowError(f"{method!r} is not in lora.methods ({', '.join(params.lora.methods)})")
-    spec, block = get_lora_method(method), method_block(params, method)
+    spec, settings = get_lora_method(method), params.lora.settings(method)  # every declared hyperparameter
     if not spec.fits:  # the same file as before, without building 8 adapted CLIPs (and importing open_clip)
-        save_policy(method, *spec.calibrate(block, None))
+        save_policy(method, *spec.calibrate(settings, None))
         return
     bank = load_lora_bank(params)
     module, preprocess = load_encoder(params)
@@ -48,8 +48,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
                                lambda: load_heads(tasks), lambda: load_tr_router(params), params.lora.batch_size)
     torch.manual_seed(0)
     with torch.enable_grad() if spec.needs_grad else torch.no_grad():
-        tensors, settings = spec.calibrate(block, inputs)
-    save_policy(method, tensors, settings)
+        tensors, record = spec.calibrate(settings, inputs)
+    save_policy(method, tensors, record)
 
 
 if __name__ == "__main__":

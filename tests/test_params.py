@@ -32,6 +32,8 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
     for method in ("task_arithmetic", "ties", "tsv_m", "cart", "iso_c", "iso_cts"):  # chosen on validation, not defaults
         assert "scale" in params.merge.method(method).grids, method
     assert "lam" in params.merge.method("consensus_ta").grids
+    assert params.lora.blocks == {method: {} for method in params.lora.methods}  # every LoRA method at its declared defaults
+    assert params.lora.settings("twin")["shared_scale"] == 0.29 and params.lora.settings("tr")["top_k"] == [1, 2, 3, 8]
 
 
 @pytest.mark.parametrize(
@@ -75,6 +77,16 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["adapt"]["methods"].append("adarank_magic"), r"adapt\.methods: unknown adaptation method 'adarank_magic'"),
         (lambda p: p["adapt"]["adarank_cart"].__setitem__("rank", 1.5), r"adapt\.adarank_cart: rank must be in \[0, 1\]"),
         (lambda p: p["adapt"].__setitem__("learn", "all"), r"adapt\.learn: Input should be 'both', 'lambda' or 'masks'"),
+        (lambda p: p["lora"]["methods"].append("magic"), r"lora\.methods: unknown LoRA method 'magic'; known: experts"),
+        (lambda p: p["lora"].__setitem__("magic", {}), r"lora\.magic: unknown LoRA method 'magic'"),
+        (lambda p: p["lora"].pop("twin"), r"lora\.twin: missing"),
+        (lambda p: p["lora"]["mad"].__setitem__("sampels", 8), r"lora\.mad: mad has no hyperparameter 'sampels'"),
+        (lambda p: p["lora"]["tr"].__setitem__("temperatures", []), r"lora\.tr: temperatures must be a non-empty list"),
+        (lambda p: p["lora"]["tr"].__setitem__("top_k", [1, 9]), r"lora\.tr\.top_k: \[9\] exceed the 8 tasks"),
+        (lambda p: p["lora"]["tr"].__setitem__("renormalize", "no"), r"lora\.tr: renormalize must be true or false"),
+        (lambda p: p["lora"]["twin"].__setitem__("dropout", 1.0), r"lora\.twin: dropout must be in \[0, 1\)"),
+        (lambda p: p["lora"]["dawin"].__setitem__("mode", "mean"), r"lora\.dawin: mode must be one of per_input, dataset_mean"),
+        (lambda p: p["lora"]["train"].__setitem__("stpes", 3), r"lora\.train\.stpes: unknown key"),
     ],
 )
 def test_mistakes_name_the_key(raw: dict, edit, expected: str) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from mergeflow.declarations.adaptation import adapt_declaration
 from mergeflow.declarations.common import GRID_SUFFIX, Declaration, check_grids
 from mergeflow.declarations.dynamic import dynamic_declaration
 from mergeflow.declarations.lora import LORA_METHODS as LORA_METHODS  # re-exported: the names once, in declarations/lora.py
-from mergeflow.declarations.lora import LoraMethodName
+from mergeflow.declarations.lora import lora_declaration
 from mergeflow.declarations.merging import merge_declaration
 from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
@@ -293,70 +293,26 @@ class LoraAdapterParams(_Section):
     targets: list[str] = Field(min_length=1)
 
 
-class LoraScaleParams(_Section):
-    scale: float
-
-
-class TrParams(_Section):
-    """TR-Merging: M samples per task embedded by the router encoder; temperature and top-K chosen on validation.
-
-    ``router_encoder``: ``base`` (the suite's pretrained encoder) or a sentence-embedding model (``package:NAME``, a
-    local folder, a Hugging Face id), as the paper's BGE-small; text suites only."""
-
-    router_encoder: str = Field(min_length=1)
-    samples: PositiveInt
-    seed: NonNegativeInt
-    form: Literal["written", "scaled"]
-    renormalize: bool
-    temperatures: list[PositiveFloat] = Field(min_length=1)
-    top_k: list[PositiveInt] = Field(min_length=1)
-    val_samples: PositiveInt
-
-
-class TwinParams(_Section):
-    """Twin-Merging: shared expert by TA at ``shared_scale``; exclusive vectors at ``density`` of the rank; MLP router."""
-
-    shared_scale: float
-    density: Annotated[float, Field(gt=0, le=1)]
-    samples: PositiveInt
-    hidden: PositiveInt
-    dropout: Annotated[float, Field(ge=0, lt=1)]
-    lr: PositiveFloat
-    epochs: PositiveInt
-    batch_size: PositiveInt
-    seed: NonNegativeInt
-
-
-class DawinParams(_Section):
-    """DaWin: coefficients scale * T * softmax(-entropy), per input or averaged per dataset."""
-
-    scale: PositiveFloat
-    head: Literal["dataset", "expert"]
-    mode: Literal["per_input", "dataset_mean"]
-
-
-class LoraMadParams(_Section):
-    """MAD over LoRA experts: Gaussians of the weight-averaged LoRA model's features."""
-
-    samples: PositiveInt
-    eps: PositiveFloat
-    seed: NonNegativeInt
-
-
 class LoraParams(_Section):
-    """``lora:``: LoRA experts (finetune_lora@TASK) and the per-input methods served over them (evaluate_lora@METHOD);
-    their results carry the suite name ``<suite.name>-lora``."""
+    """``lora:``: LoRA experts (finetune_lora@TASK) and the per-input methods served over them (serve_lora@METHOD);
+    their results carry the suite name ``<suite.name>-lora``. A method's block lists only what differs from its
+    declaration (src/mergeflow/declarations/lora.py)."""
 
     adapter: LoraAdapterParams
     train: OptimParams
-    methods: list[LoraMethodName] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
     batch_size: PositiveInt
-    experts: dict[str, Any]
-    task_arithmetic: LoraScaleParams
-    tr: TrParams
-    twin: TwinParams
-    dawin: DawinParams
-    mad: LoraMadParams
+    blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (declarations/lora.py holds the rest)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_blocks(cls, raw: object) -> object:
+        return _declared_blocks(raw, ("adapter", "train", "methods", "batch_size"), lora_declaration)
+
+    def settings(self, method: str) -> dict[str, Any]:
+        """Every hyperparameter of ``method``, declared defaults filled in (whether or not it is in lora.methods:
+        the stages check that)."""
+        return lora_declaration(method).resolve(self.blocks.get(method, {}))
 
 
 class DynamicParams(_Section):
@@ -410,7 +366,7 @@ class Params(_Section):
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
         self._route_names_are_merged()
-        too_many = [k for k in self.lora.tr.top_k if k > len(self.suite.tasks)]
+        too_many = [k for k in self.lora.settings("tr")["top_k"] if k > len(self.suite.tasks)]
         if too_many:
             raise ValueError(f"lora.tr.top_k: {too_many} exceed the {len(self.suite.tasks)} tasks of suite.tasks")
         return self

@@ -28,8 +28,9 @@ EXTENDS = "extends"
 REPLACE = "__replace__"  # in an overlay's mapping: replace the base's mapping whole instead of merging into it
 # Sections whose per-method blocks list only what differs from the methods' declarations: inside such a block, a key
 # the base leaves out is a hyperparameter at its declared default, so an overlay may set it (params validation checks
-# it against the declaration, with the same message as in params.yaml).
-DECLARED_BLOCKS = ("merge", "adapt", "dynamic")
+# it against the declaration, with the same message as in params.yaml). The sections' other mappings (adapt.analysis,
+# lora.adapter, lora.train) get the same leeway here; params validation refuses an unknown key in them by name.
+DECLARED_BLOCKS = ("merge", "adapt", "dynamic", "lora")
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """The declaration form every method shares: a HyperParameter (name, type, default, check, help, the authors' grid)
-and a Declaration (name, summary, hyperparameters, settings it refuses), with the checks they use (torch-free)."""
+and a Declaration (name, summary, hyperparameters, settings it refuses), with the checks they use (torch-free).
+
+A hyperparameter is one number, integer, string or boolean; with ``many`` it is a non-empty list of them, each
+checked (TR-Merging's candidate temperatures and top-K, chosen together on validation by the method itself)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from typing import cast
 
 from mergeflow.errors import MergeflowError
 
-Value = float | int | str | None
+Value = float | int | str | None  # one value (bool is an int to the type checker); a grid's candidates are these
+Setting = Value | list[Value]  # a resolved hyperparameter: a list only for ``many`` ones
 GRID_SUFFIX = "_grid"  # params.yaml: ``<name>_grid`` lists candidates chosen on validation (mergeflow.selection)
-_KIND_WORDS = {float: "a number", int: "an integer", str: "a string"}
+_KIND_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+_KIND_NAMES = {float: "number", int: "integer", str: "string", bool: "boolean"}
 
 
 def check_number(name: str, value: object) -> float:
@@ -66,35 +71,64 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class HyperParameter:
-    """One tunable: its type, default, the check that rejects bad values, and the authors' validation grid."""
+    """One tunable: its type, default, the check that rejects bad values, and the authors' validation grid. With
+    ``many``, the value is a non-empty list of ``kind`` values (the default a tuple, resolved to a fresh list), each
+    checked by ``check``."""
 
     name: str
     kind: type
-    default: Value
+    default: Value | tuple[Value, ...]
     help: str
     check: Callable[[str, object], object]
     optional: bool = False
     grid: tuple[Value, ...] = ()
+    many: bool = False
 
-    def validate(self, value: object) -> Value:
+    def initial(self) -> Setting:
+        """The default as a resolved value (a ``many`` default as a new list)."""
+        return list(self.default) if isinstance(self.default, tuple) else self.default
+
+    def validate(self, value: object) -> Setting:
         if value is None and self.optional:
             return None
+        if not self.many:
+            return self._scalar(value)
+        if not isinstance(value, list | tuple) or not value:
+            raise MergeflowError(f"{self.name} must be a non-empty list of {_KIND_NAMES[self.kind]}s, got {value!r}")
+        return [self._scalar(item) for item in value]
+
+    def _scalar(self, value: object) -> Value:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, self.kind) or isinstance(value, bool):
+        if not isinstance(value, self.kind) or (isinstance(value, bool) and self.kind is not bool):
             raise MergeflowError(f"{self.name} must be {_KIND_WORDS[self.kind]}, got {value!r}")
         self.check(self.name, value)
         return cast(Value, value)  # an instance of kind, one of Value's types
 
-    def parse(self, text: str) -> Value:
-        """A command-line string to a checked value (``none``/``null`` for optional ones)."""
+    def parse(self, text: str) -> Setting:
+        """A command-line string to a checked value (``none``/``null`` for optional ones; ``a,b,c`` for ``many``)."""
         if self.optional and text.strip().lower() in ("none", "null"):
             return None
-        try:
-            value: Value = self.kind(text.strip())
-        except ValueError:
-            raise MergeflowError(f"{self.name} must be {_KIND_WORDS[self.kind]}, got {text!r}") from None
-        return self.validate(value)
+        if self.many:
+            return self.validate([self._parsed(item, text) for item in text.split(",")])
+        return self.validate(self._parsed(text, text))
+
+    def _parsed(self, item: str, text: str) -> Value:
+        word = item.strip()
+        if self.kind is bool:
+            if word.lower() in ("true", "false"):
+                return word.lower() == "true"
+        else:
+            try:
+                return cast(Value, self.kind(word))
+            except ValueError:
+                pass
+        raise MergeflowError(f"{self.name} must be {_KIND_WORDS[self.kind]}, got {text!r}")
+
+    def describe(self) -> str:
+        """``name (type, default ...): help``, a line of ``--help``."""
+        kind = f"list of {_KIND_NAMES[self.kind]}s" if self.many else _KIND_NAMES[self.kind]
+        return f"  {self.name} ({kind}, default {self.initial()!r}): {self.help}"
 
 
 @dataclass(frozen=True)
@@ -116,10 +150,10 @@ class Declaration:
         known = ", ".join(parameter.name for parameter in self.hyperparameters) or "none"
         raise MergeflowError(f"{self.name} has no hyperparameter {key!r}; its hyperparameters: {known}")
 
-    def defaults(self) -> dict[str, Value]:
-        return {parameter.name: parameter.default for parameter in self.hyperparameters}
+    def defaults(self) -> dict[str, Setting]:
+        return {parameter.name: parameter.initial() for parameter in self.hyperparameters}
 
-    def resolve(self, overrides: Mapping[str, object] | None = None, *, none_is_unset: bool = False) -> dict[str, Value]:
+    def resolve(self, overrides: Mapping[str, object] | None = None, *, none_is_unset: bool = False) -> dict[str, Setting]:
         """Every hyperparameter, checked: the declared default unless ``overrides`` gives a value (with
         ``none_is_unset``, a None override means "take the default", as keyword arguments left at None do)."""
         values = self.defaults()
@@ -129,9 +163,9 @@ class Declaration:
             values[key] = self.parameter(key).validate(value)
         return values
 
-    def parse_assignments(self, assignments: Sequence[str]) -> dict[str, Value]:
+    def parse_assignments(self, assignments: Sequence[str]) -> dict[str, Setting]:
         """``["k=0.3", "aggregate=sum"]`` (from ``--set``) to checked overrides."""
-        overrides: dict[str, Value] = {}
+        overrides: dict[str, Setting] = {}
         for assignment in assignments:
             key, separator, text = assignment.partition("=")
             if not separator or not key.strip():
@@ -141,7 +175,7 @@ class Declaration:
 
     def describe(self) -> list[str]:
         """Lines for ``--help``: each hyperparameter with its type, default and help."""
-        return [f"  {p.name} ({_KIND_WORDS[p.kind].split()[-1]}, default {p.default!r}): {p.help}" for p in self.hyperparameters]
+        return [parameter.describe() for parameter in self.hyperparameters]
 
 
 def check_grids(method: str, grids: Mapping[str, object], fixed: Mapping[str, object]) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mergeflow.adaptation.batches import batch_sampler
-from mergeflow.declarations.common import Value
+from mergeflow.declarations.common import Setting
 from mergeflow.declarations.dynamic import DYNAMIC_DECLARATIONS, DynamicDeclaration, dynamic_declaration
 from mergeflow.dynamic.mow import MixtureOfWeights, rule_features
 from mergeflow.dynamic.training import minimise_entropy
@@ -59,7 +59,7 @@ class DynamicMethod:
     """A declared per-input method bound to its fit."""
 
     declaration: DynamicDeclaration
-    fit: Callable[[FitInputs, Mapping[str, Value]], Fitted]
+    fit: Callable[[FitInputs, Mapping[str, Setting]], Fitted]
 
     @property
     def name(self) -> str:
@@ -73,11 +73,11 @@ class DynamicMethod:
     def router(self) -> str:
         return self.declaration.router
 
-    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Value]:
+    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
         return self.declaration.resolve(overrides)
 
 
-def _fit_wemoe(inputs: FitInputs, hp: Mapping[str, Value]) -> Fitted:
+def _fit_wemoe(inputs: FitInputs, hp: Mapping[str, Setting]) -> Fitted:
     steps, batch_size, seed = cast(int, hp["steps"]), cast(int, hp["batch_size"]), cast(int, hp["seed"])
     model = WeightEnsemblingEncoder(inputs.encoder, inputs.base, inputs.task_vectors, init_lambda=cast(float, hp["init_lambda"]),
                                     router_layers=cast(int, hp["router_layers"]), generator=torch_generator(seed, "wemoe", "gates"))
@@ -91,7 +91,7 @@ def _fit_wemoe(inputs: FitInputs, hp: Mapping[str, Value]) -> Fitted:
                    "median_step_seconds": sorted(log.seconds)[len(log.seconds) // 2] if log.seconds else None})
 
 
-def _fit_mow(inputs: FitInputs, hp: Mapping[str, Value]) -> Fitted:
+def _fit_mow(inputs: FitInputs, hp: Mapping[str, Setting]) -> Fitted:
     seed, samples, batch = cast(int, hp["seed"]), cast(int, hp["samples"]), inputs.batch_size
     rule = inputs.merged(cast(str, hp["rule"]))
     train = [rule_features(inputs.encoder, rule, x, batch) for x in inputs.drawn("train", samples, seed)]
@@ -110,7 +110,7 @@ def _fit_mow(inputs: FitInputs, hp: Mapping[str, Value]) -> Fitted:
                    "dynamic_keys": len(model.dynamic)})
 
 
-_FITS: dict[str, Callable[[FitInputs, Mapping[str, Value]], Fitted]] = {"wemoe": _fit_wemoe, "mow_merging": _fit_mow}
+_FITS: dict[str, Callable[[FitInputs, Mapping[str, Setting]], Fitted]] = {"wemoe": _fit_wemoe, "mow_merging": _fit_mow}
 assert set(_FITS) == set(DYNAMIC_DECLARATIONS), "every declared per-input method is bound to its fit, and only those"
 DYNAMIC_REGISTRY: dict[str, DynamicMethod] = {name: DynamicMethod(declaration, _FITS[name]) for name, declaration in DYNAMIC_DECLARATIONS.items()}
 

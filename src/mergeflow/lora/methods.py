@@ -1,11 +1,13 @@
-"""The LoRA-expert methods (stage serve_lora@METHOD), each declared once: results-table ``method``/``router`` names,
-what it fits on training and validation inputs (``calibrate``: TR-Merging's samples and its temperature and top-K,
-Twin's router, MAD's Gaussians; the others only record their settings), and the policy it serves with
-(``build_policy``). The stages (tasks/calibrate_lora.py, tasks/evaluate_lora.py) read the artifacts, look the method up
-here and write what it returns; test data never reaches ``calibrate``.
+"""The LoRA-expert methods (stage serve_lora@METHOD): each declaration (``declarations/lora.py``, torch-free:
+results-table names, summary, hyperparameters) bound to what it fits on training and validation inputs
+(``calibrate``: TR-Merging's samples and its temperature and top-K, Twin's router, MAD's Gaussians; the others only
+record their settings) and the policy it serves with (``build_policy``). The stages (tasks/calibrate_lora.py,
+tasks/evaluate_lora.py) read the artifacts, look the method up here and write what it returns; test data never
+reaches ``calibrate``.
 
-A method's ``block`` is its ``lora.<method>`` section of params.yaml as a plain mapping; what ``calibrate`` returns,
-(tensors, JSON-able settings), is the policy file ``build_policy`` reads back.
+``calibrate`` gets the method's resolved settings (every declared hyperparameter: params.yaml's ``lora.<method>``
+block over the declared defaults, ``LoraParams.settings``); what it returns, (tensors, JSON-able settings), is the
+policy file ``build_policy`` reads back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mergeflow.declarations.lora import LORA_METHODS, TABLE_NAMES
+from mergeflow.declarations.common import Setting
+from mergeflow.declarations.lora import LORA_METHODS, LoraDeclaration, lora_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank
 from mergeflow.lora.mixed_encoder import MixedEncoder
@@ -87,19 +90,35 @@ BuildPolicy = Callable[[Mapping[str, Tensor], Mapping[str, Any], ServingInputs],
 
 @dataclass(frozen=True)
 class LoraMethod:
-    """A LoRA-expert method: its results-table names, whether it fits anything (if not, its stage loads neither the
-    experts nor the encoder and ``calibrate`` gets None), whether calibration needs autograd (otherwise it runs under
-    ``torch.no_grad()``), and its two halves. ``build_policy`` returns the policy and the bytes its router holds
-    beyond the encoder and the heads."""
+    """A declared LoRA-expert method bound to its two halves, whether it fits anything (if not, its stage loads
+    neither the experts nor the encoder and ``calibrate`` gets None) and whether calibration needs autograd (otherwise
+    it runs under ``torch.no_grad()``). ``build_policy`` returns the policy and the bytes its router holds beyond the
+    encoder and the heads."""
 
-    name: str
-    method: str
-    router: str
-    summary: str
+    declaration: LoraDeclaration
     calibrate: Calibrate
     build_policy: BuildPolicy
     fits: bool = True
     needs_grad: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def method(self) -> str:
+        return self.declaration.method
+
+    @property
+    def router(self) -> str:
+        return self.declaration.router
+
+    @property
+    def summary(self) -> str:
+        return self.declaration.summary
+
+    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
+        return self.declaration.resolve(overrides)
 
     @property
     def routes(self) -> bool:
@@ -139,16 +158,16 @@ def choose_tr_routing(policy: TrPolicy, heads: Sequence[Tensor], pixels: Tensor,
 
 
 def _fitted(fit: Callable[[Mapping[str, Any], CalibrationInputs], Calibration]) -> Calibrate:
-    def calibrate(block: Mapping[str, Any], inputs: CalibrationInputs | None) -> Calibration:
+    def calibrate(settings: Mapping[str, Any], inputs: CalibrationInputs | None) -> Calibration:
         if inputs is None:
             raise MergeflowError("this LoRA method fits on the experts and the encoder: give it their inputs")
-        return fit(block, inputs)
+        return fit(settings, inputs)
 
     return calibrate
 
 
-def _settings_only(settings: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Calibrate:
-    return lambda block, _: ({}, settings(block))
+def _settings_only(record: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Calibrate:
+    return lambda settings, _: ({}, record(settings))
 
 
 def _calibrate_tr(tr: Mapping[str, Any], inputs: CalibrationInputs) -> Calibration:
@@ -243,24 +262,16 @@ def _mad_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inpu
 LORA_REGISTRY: dict[str, LoraMethod] = {
     method.name: method
     for method in (
-        LoraMethod("experts", *TABLE_NAMES["experts"], "task-known: each input through its own task's LoRA expert",
-                   _settings_only(lambda block: {}), _experts_policy, fits=False),
-        LoraMethod("task_arithmetic", *TABLE_NAMES["task_arithmetic"], "one static merge: every expert at lora.task_arithmetic.scale",
-                   _settings_only(dict), _task_arithmetic_policy, fits=False),
-        LoraMethod("tr", *TABLE_NAMES["tr"], "TR-Merging: mean cosine to M sample embeddings per task, temperature and top-K on validation",
-                   _fitted(_calibrate_tr), _tr_policy),
-        LoraMethod("twin", *TABLE_NAMES["twin"], "Twin-Merging: shared expert plus exclusive vectors mixed by a trained MLP router",
-                   _fitted(_calibrate_twin), _twin_policy, needs_grad=True),
-        LoraMethod("dawin", *TABLE_NAMES["dawin"], "DaWin: coefficients from each expert's prediction entropy, per input or per dataset",
-                   _settings_only(dict), _dawin_policy, fits=False),
-        LoraMethod("mad", *TABLE_NAMES["mad"], "MAD: Mahalanobis routing to one expert on the weight-averaged model's features",
-                   _fitted(_calibrate_mad), _mad_policy),
+        LoraMethod(lora_declaration("experts"), _settings_only(lambda settings: {}), _experts_policy, fits=False),
+        LoraMethod(lora_declaration("task_arithmetic"), _settings_only(dict), _task_arithmetic_policy, fits=False),
+        LoraMethod(lora_declaration("tr"), _fitted(_calibrate_tr), _tr_policy),
+        LoraMethod(lora_declaration("twin"), _fitted(_calibrate_twin), _twin_policy, needs_grad=True),
+        LoraMethod(lora_declaration("dawin"), _settings_only(dict), _dawin_policy, fits=False),
+        LoraMethod(lora_declaration("mad"), _fitted(_calibrate_mad), _mad_policy),
     )
 }
-assert tuple(LORA_REGISTRY) == LORA_METHODS, "declarations/lora.py lists exactly the registry's methods, in its order"
+assert tuple(LORA_REGISTRY) == LORA_METHODS, "every declared LoRA method is bound, in declarations/lora.py's order, and only those"
 
 
 def get_lora_method(name: str) -> LoraMethod:
-    if name not in LORA_REGISTRY:
-        raise MergeflowError(f"LoRA method must be one of {', '.join(LORA_METHODS)}; got {name!r}")
-    return LORA_REGISTRY[name]
+    return LORA_REGISTRY[lora_declaration(name).name]

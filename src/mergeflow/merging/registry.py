@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mergeflow.declarations.common import HyperParameter, Value
+from mergeflow.declarations.common import HyperParameter, Setting
+from mergeflow.declarations.common import Value as Value  # re-exported: selection.py grids are of these
 from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
@@ -50,7 +51,7 @@ class MergeMethod:
     def hyperparameters(self) -> tuple[HyperParameter, ...]:
         return self.declaration.hyperparameters
 
-    def defaults(self) -> dict[str, Value]:
+    def defaults(self) -> dict[str, Setting]:
         return self.declaration.defaults()
 
 
@@ -81,12 +82,12 @@ def get_method(name: str) -> MergeMethod:
     return METHODS[merge_declaration(name).name]
 
 
-def resolve_hyperparameters(name: str, overrides: Mapping[str, object] | None = None) -> dict[str, Value]:
+def resolve_hyperparameters(name: str, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
     """The defaults of method ``name`` updated with ``overrides``, every value type-checked and range-checked."""
     return merge_declaration(name).resolve(overrides)
 
 
-def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Value]:
+def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Setting]:
     """``["k=0.3", "aggregate=sum"]`` (from ``--set``) to checked overrides for method ``name``."""
     return merge_declaration(name).parse_assignments(assignments)
 
