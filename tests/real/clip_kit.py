@@ -17,7 +17,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 torch.set_num_threads(1)
 
 IMAGE, PATCH, WIDTH, LAYERS, HEADS, MLP, EMBED = 32, 8, 32, 2, 2, 128, 16
-CONTEXT = 16
+CONTEXT = 40  # the tokenizer spells words letter by letter: prompts are long
 
 
 def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
