@@ -74,6 +74,18 @@ def test_the_cli_converts_a_folder_to_the_open_clip_tower(folders: dict[str, Pat
     assert _same(tensors, hf_clip_vision_state(folders["clip"]))
 
 
+def test_the_cli_gives_a_vision_model_its_base_projection(folders: dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bare, full = tmp_path / "bare.safetensors", tmp_path / "full.safetensors"
+    assert main(["convert-checkpoint", str(folders["vision"]), str(bare)]) == 0
+    assert "visual.proj" not in read_safetensors(bare)[0]
+    assert main(["convert-checkpoint", str(folders["vision"]), str(full), "--projection-from", str(folders["clip"])]) == 0
+    assert _same(read_safetensors(full)[0], hf_clip_vision_state(folders["clip"]))  # the base's keys: they merge together
+    capsys.readouterr()
+    assert main(["convert-checkpoint", str(full), str(tmp_path / "x.safetensors"), "--projection-from", str(folders["clip"])]) == 2
+    assert "for a Hugging Face CLIPVisionModel folder" in capsys.readouterr().err
+
+
 def test_a_folder_missing_a_weight_or_not_a_clip_is_refused(folders: dict[str, Path], tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     load_hf_clip(folders["clip"]).save_pretrained(broken)

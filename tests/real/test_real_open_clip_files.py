@@ -3,6 +3,8 @@ modules are refused with one message naming the conversion, which `mergeflow con
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,6 +89,15 @@ def test_a_pickled_module_is_refused_with_the_conversion_command(tmp_path: Path,
     error = capsys.readouterr().err
     assert error.startswith("mergeflow: ") and command in error and "Traceback" not in error and error.count("\n") == 1
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["Cars"]
+
+
+def test_the_command_line_refuses_a_pickle_with_exit_status_2_and_no_traceback(tmp_path: Path) -> None:
+    torch.save(nn.Linear(2, 2), tmp_path / "head.pt")  # a real process: what a user's shell sees
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "mergeflow.cli", "convert-checkpoint", str(tmp_path / "head.pt"),
+                           str(tmp_path / "head.safetensors")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.startswith("mergeflow: ") and "--trust-pickle`" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_the_trusted_conversion_writes_safetensors_that_load(tmp_path: Path, clip: nn.Module,
