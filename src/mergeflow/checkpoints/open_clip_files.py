@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shlex
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +35,7 @@ def tall_masks_path(root: str | os.PathLike[str], task: str, which: Literal["fin
 def conversion_command(path: str | os.PathLike[str]) -> str:
     """The shell command that converts a pickled checkpoint once, for the messages that refuse it."""
     source = Path(path)
-    return f"mergeflow convert-checkpoint {source} {source.with_suffix('.safetensors')} --trust-pickle"
+    return f"mergeflow convert-checkpoint {shlex.quote(str(source))} {shlex.quote(str(source.with_suffix('.safetensors')))} --trust-pickle"
 
 
 def _flat_tensors(loaded: object, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
