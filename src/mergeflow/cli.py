@@ -1,5 +1,6 @@
 """The `mergeflow` command: check params, show the results table, merge checkpoints on disk (``merge``), adapt a merge
-on unlabelled inputs (``adapt``, in ``cli_adapt``), fit and apply task routers on features (``route``, in ``cli_route``)."""
+on unlabelled inputs (``adapt``, in ``cli_adapt``), fit and apply task routers on features (``route``, in ``cli_route``),
+convert public checkpoints to safetensors (``convert-checkpoint``, in ``cli_convert``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from typing import NoReturn
 
 from mergeflow.cli_adapt import add_adapt_command
+from mergeflow.cli_convert import add_convert_command
 from mergeflow.cli_inputs import parse_experts
 from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.set_defaults(func=_cmd_merge)
     add_adapt_command(sub)
     add_route_commands(sub)
+    add_convert_command(sub)
     return parser
 
 
