@@ -201,3 +201,19 @@ def test_a_dataset_with_another_class_count_than_the_paper_is_refused(monkeypatc
         open_task(TALL_TASKS["gtsrb"])
     with pytest.raises(MergeflowError, match="3 classes but the task definition lists 10"):
         open_task(TALL_TASKS["eurosat"])
+
+
+def test_references_and_task_tables_import_without_torch_or_datasets() -> None:
+    """params checks validate references: they must not pay for torch, torchvision or datasets."""
+    import os
+    import subprocess
+    import sys
+
+    import mergeflow
+
+    src = str(Path(mergeflow.__file__).resolve().parents[1])  # this checkout's src/, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys, mergeflow.data.sources.tasks_tall, mergeflow.data.sources.opening;"
+            "print(sorted(m for m in ('torch', 'torchvision', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "[]"
