@@ -202,3 +202,26 @@ def test_an_empty_torchvision_root_says_download_is_off(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()
     with pytest.raises(MergeflowError, match="download is off"):
         open_split(DatasetRef(kind="torchvision", dataset_class="MNIST", path=str(tmp_path / "root")), "train")
+
+
+def test_text_columns_read_as_tuples_of_sentences(tmp_path: Path) -> None:
+    import datasets
+
+    features = datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+                                  "idx": datasets.Value("int32"), "label": datasets.ClassLabel(names=["entailment", "not_entailment"])})
+    rows = {"sentence1": ["A cat sat.", "It rains."], "sentence2": ["A cat rested.", "It is dry."], "idx": [0, 1], "label": [0, 1]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features)}).save_to_disk(str(tmp_path / "rte"))
+    ref = DatasetRef(kind="disk", path=str(tmp_path / "rte"), text_columns=("sentence1", "sentence2"))
+    opened = open_split(ref, "train")
+    assert opened.class_names == ("entailment", "not_entailment")
+    assert [(e.input, e.label) for e in opened] == [(("A cat sat.", "A cat rested."), 0), (("It rains.", "It is dry."), 1)]
+    with pytest.raises(MergeflowError, match="must hold strings"):
+        open_split(DatasetRef(kind="disk", path=str(tmp_path / "rte"), text_columns=("sentence1", "idx")), "train")[0]
+
+
+def test_one_parquet_file_is_the_split_it_is_named_as(tmp_path: Path) -> None:
+    file = write_hub_parquet(tmp_path / "hub") / "data" / "test-00000-of-00001.parquet"
+    ref = DatasetRef(kind="disk", path=str(file), image_column="image", train_split="test", test_split="unused")
+    opened = open_split(ref, "test", cache_dir=str(tmp_path / "cache"))
+    assert opened.class_names == CLASSES
+    _assert_reads_back(opened, "test")
