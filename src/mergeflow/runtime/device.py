@@ -7,7 +7,7 @@ the device once, each batch moves at the loop, outputs come back with ``.cpu()``
 seeded generators stay on the CPU (so the same batches and samples are drawn whatever the device).
 
 On the CPU without autocast every result is bit-identical to the code before devices existed: ``tensor.to(cpu)``
-and ``.cpu()`` return the very tensor when it is already there, and ``autocast("none", ...)`` enters no context.
+and ``.cpu()`` return the very tensor when it is already there, and ``autocast_context("none", ...)`` enters no context.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def resolve_autocast(mode: str, device: torch.device) -> str:
     return mode
 
 
-def autocast(mode: str, device: torch.device) -> contextlib.AbstractContextManager[object]:
+def autocast_context(mode: str, device: torch.device) -> contextlib.AbstractContextManager[object]:
     """The context a model's forward pass runs in: nothing for ``none`` (bit-identical results), else
     ``torch.autocast`` on ``device``'s type in bfloat16 (``bf16``) or float16 (``fp16``, CUDA only)."""
     mode = resolve_autocast(mode, device)
