@@ -15,6 +15,7 @@ from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
 from mergeflow.params import Params
 from mergeflow.routing.served import InputTransform, SwappableEncoder
+from mergeflow.runtime.device import CPU, autocast_context
 from mergeflow.seeding import torch_generator
 from tasks._artifacts import load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
@@ -35,46 +36,50 @@ def unlabelled_pools(params: Params, preprocess: InputTransform, fraction: float
 
 @torch.no_grad()
 def validation_accuracy(encoder: SwappableEncoder, state: dict[str, torch.Tensor], inputs: list[tuple[torch.Tensor, torch.Tensor]],
-                        heads: list[torch.Tensor]) -> float:
+                        heads: list[torch.Tensor], device: torch.device = CPU, autocast: str = "none") -> float:
     """Mean over tasks of validation accuracy (preprocessed inputs, labels): a diagnostic logged during adaptation,
-    never used to pick a step."""
+    never used to pick a step. The encoder and ``state`` are on ``device``; each task's inputs move there."""
     scores = []
     for (pixels, labels), head in zip(inputs, heads, strict=True):
-        logits = torch.nn.functional.normalize(encoder(state, pixels), dim=-1) @ head.T
-        scores.append(float((logits.argmax(dim=-1) == labels).double().mean()))
+        with autocast_context(autocast, device):
+            logits = torch.nn.functional.normalize(encoder(state, pixels.to(device)), dim=-1) @ head.to(device).T
+        scores.append(float((logits.argmax(dim=-1).cpu() == labels).double().mean()))
     return sum(scores) / len(scores)
 
 
 def run_adaptation(
-    params: Params, method: str, *, learn: str | None = None, fraction: float | None = None, log_every: int | None = None
+    params: Params, method: str, *, learn: str | None = None, fraction: float | None = None, log_every: int | None = None,
+    device: torch.device = CPU, autocast: str = "none",
 ) -> tuple[AdaptiveMerge, AdaptationResult, dict[int, float]]:
     """adapt@METHOD's run (or an analysis variant: another ``learn`` or test-data ``fraction``), seeded by adapt.seed.
+    The decomposition is built on the CPU; the adaptation steps run on ``device`` under ``autocast``.
 
     With ``log_every``, the mean validation accuracy at step 0 and every ``log_every`` steps is returned too (a
     diagnostic of whether lower entropy means higher accuracy on this suite; the final step is what is reported)."""
     settings = params.adapt
     module, preprocess = load_encoder(params)
-    encoder = SwappableEncoder(module)
+    encoder = SwappableEncoder(module.to(device))
     base, task_vectors = load_base_visual(), load_task_vectors(params.suite.tasks)
     heads = load_heads(params.suite.tasks)
     options = settings.settings(method)
     if method != "adamerging":
         options["learn"] = learn or settings.learn
-    model = build_adaptive(method, base, task_vectors, **options)
+    model = build_adaptive(method, base, task_vectors, **options).to(device)
     pools = unlabelled_pools(params, preprocess, settings.data_fraction if fraction is None else fraction, settings.seed)
     trajectory: dict[int, float] = {}
     on_step: Callable[[int, float], None] | None = None
     if log_every:
         validation = [(preprocess(images), labels) for images, labels in
                       (load_split_tensors(task, "val")[1:] for task in params.suite.tasks)]
-        trajectory[0] = validation_accuracy(encoder, model.hard_state(), validation, heads)
+        trajectory[0] = validation_accuracy(encoder, model.hard_state(), validation, heads, device, autocast)
 
         def log_validation(step: int, loss: float) -> None:
             if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-                trajectory[step + 1] = validation_accuracy(encoder, model.hard_state(), validation, heads)
+                trajectory[step + 1] = validation_accuracy(encoder, model.hard_state(), validation, heads, device, autocast)
 
         on_step = log_validation
 
     result = adapt(model, lambda state, pixels: encoder(state, pixels), heads,
-                   batch_sampler(pools, settings.batch_size, settings.seed), settings.steps, settings.lr, on_step=on_step)
+                   batch_sampler(pools, settings.batch_size, settings.seed), settings.steps, settings.lr, on_step=on_step,
+                   device=device, autocast=autocast)
     return model, result, trajectory

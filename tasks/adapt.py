@@ -21,6 +21,7 @@ from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
 from tasks._adapt_inputs import run_adaptation
 from tasks._paths import adapt_record_path, merged_path
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -28,7 +29,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
     method, settings = args.item, params.adapt
     if method not in settings.methods:
         raise MergeflowError(f"{method!r} is not in adapt.methods ({', '.join(settings.methods)})")
-    model, result, validation = run_adaptation(params, method, log_every=max(1, settings.steps // 5))
+    device, autocast = stage_runtime(params)
+    model, result, validation = run_adaptation(params, method, log_every=max(1, settings.steps // 5), device=device,
+                                               autocast=autocast)
     info = {
         "settings": params.adapt.settings(method), "learn": settings.learn if method != "adamerging" else "lambda",
         "steps": settings.steps, "lr": settings.lr, "batch_size": settings.batch_size,
@@ -38,8 +41,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
     save_merged_model(merged_path(method), result.state, method, info)
     record = {"coefficients": result.coefficients}
     for key in model.svd_keys:
-        record[f"mask/{key}"] = model.mask_matrix(key).to(torch.uint8)
-        record[f"values/{key}"] = model.singular_values(key).float()
+        record[f"mask/{key}"] = model.mask_matrix(key).to(torch.uint8).cpu()
+        record[f"values/{key}"] = model.singular_values(key).float().cpu()
     metadata = {"method": method, "tasks": json.dumps(params.suite.tasks), "keys": json.dumps(model.keys),
                 "losses": json.dumps(result.losses), "seconds": json.dumps(result.seconds),
                 "validation_accuracy": json.dumps({str(step): value for step, value in validation.items()})}

@@ -15,6 +15,7 @@ import json
 import statistics
 
 import pandas as pd
+import torch
 
 from mergeflow.adaptation.ranks import energy_rank
 from mergeflow.atomic import atomic_path
@@ -25,6 +26,7 @@ from mergeflow.statedict.io import read_safetensors
 from tasks._adapt_inputs import run_adaptation
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._paths import ADAPTATION_ANALYSIS, adapt_record_path
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -33,29 +35,29 @@ def _write(name: str, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def _test_accuracy(params: Params, state: dict) -> dict[str, float]:
+def _test_accuracy(params: Params, state: dict, device: torch.device, autocast: str) -> dict[str, float]:
     scores = {}
     for task in params.suite.tasks:
         _, images, labels = load_split_tensors(task, "test")
-        scores[task] = accuracy(classifier_for(params, task, state), images, labels, params.evaluate.batch_size)
+        scores[task] = accuracy(classifier_for(params, task, state), images, labels, params.evaluate.batch_size, device, autocast)
     return scores
 
 
-def _variants(params: Params) -> list[dict[str, object]]:
+def _variants(params: Params, device: torch.device, autocast: str) -> list[dict[str, object]]:
     analysis, rows = params.adapt.analysis, []
     runs: list[tuple[str, str | None, float | None]] = [
         (method, learn, None) for method in analysis.ablation for learn in ("lambda", "masks")
     ]
     runs += [(analysis.data_method, None, fraction) for fraction in analysis.data_fractions]
     for method, learn, fraction in runs:
-        _, result, _ = run_adaptation(params, method, learn=learn, fraction=fraction)
+        _, result, _ = run_adaptation(params, method, learn=learn, fraction=fraction, device=device, autocast=autocast)
         if learn:
             variant = f"{learn} only"
         elif fraction is not None:
             variant = f"{100 * fraction:g}% of test data"
         else:
             raise MergeflowError(f"{method}: an adaptation variant learns only lambda or masks, or uses a data fraction")
-        scores = _test_accuracy(params, result.state)
+        scores = _test_accuracy(params, result.state, device, autocast)
         print(f"analyze_adaptation: {method} ({variant}): accuracy {sum(scores.values()) / len(scores):.4f}")
         rows += [{"method": method, "variant": variant, "task": task, "accuracy": value} for task, value in scores.items()]
     return rows
@@ -87,7 +89,8 @@ def _records(params: Params) -> tuple[list[dict[str, object]], list[dict[str, ob
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
-    _write("variants", pd.DataFrame(_variants(params), columns=["method", "variant", "task", "accuracy"]))
+    device, autocast = stage_runtime(params)
+    _write("variants", pd.DataFrame(_variants(params, device, autocast), columns=["method", "variant", "task", "accuracy"]))
     ranks, masks, steps = _records(params)
     _write("ranks", pd.DataFrame(ranks, columns=["method", "key", "task", "kept", "intrinsic_95", "full"]))
     _write("masks", pd.DataFrame(masks, columns=["method", "key", "task", "component", "kept"]))

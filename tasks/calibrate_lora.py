@@ -17,6 +17,7 @@ from mergeflow.routing.calibration import calibration_rows
 from tasks._artifacts import load_split_tensors
 from tasks._lora_inputs import load_lora_bank, load_tr_router, save_policy
 from tasks._routing_inputs import load_encoder, load_heads
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -42,10 +43,12 @@ def build(args: argparse.Namespace, params: Params) -> None:
     if not spec.fits:  # the same file as before, without building 8 adapted CLIPs (and importing open_clip)
         save_policy(method, *spec.calibrate(settings, None))
         return
+    device, autocast = stage_runtime(params)
     bank = load_lora_bank(params)
     module, preprocess = load_encoder(params)
     inputs = CalibrationInputs(tasks, bank, module, preprocess, lambda split, samples, seed: _drawn(tasks, split, samples, seed),
-                               lambda: load_heads(tasks), lambda: load_tr_router(params), params.lora.batch_size)
+                               lambda: load_heads(tasks), lambda: load_tr_router(params), params.lora.batch_size,
+                               device=device, autocast=autocast)
     torch.manual_seed(0)
     with torch.enable_grad() if spec.needs_grad else torch.no_grad():
         tensors, record = spec.calibrate(settings, inputs)

@@ -10,15 +10,17 @@ from mergeflow.params import Params
 from mergeflow.statedict.io import load_tensors
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._paths import RESULT_PARTS, expert_path
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     scores = {}
+    device, autocast = stage_runtime(params)
     for task in params.suite.tasks:
         _, images, labels = load_split_tensors(task, "test")
         classifier = classifier_for(params, task, load_tensors(expert_path(task)))
-        scores[task] = accuracy(classifier, images, labels, params.evaluate.batch_size)
+        scores[task] = accuracy(classifier, images, labels, params.evaluate.batch_size, device, autocast)
         print(f"finetuned {task}: accuracy {scores[task]:.4f}")
     write_part(RESULT_PARTS / "finetuned.parquet", result_rows(params.suite.name, "finetuned", "oracle", "accuracy", scores))
 

@@ -22,6 +22,7 @@ from mergeflow.routing.stream import serve as serve_stream
 from tasks._lora_inputs import load_lora_bank, load_policy, load_tr_router
 from tasks._paths import lora_part_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -30,11 +31,13 @@ def build(args: argparse.Namespace, params: Params) -> None:
     if method not in params.lora.methods:
         raise MergeflowError(f"{method!r} is not in lora.methods ({', '.join(params.lora.methods)})")
     spec = get_lora_method(method)
+    device, autocast = stage_runtime(params)
     bank, heads = load_lora_bank(params), load_heads(tasks)
     module, preprocess = load_encoder(params)
     tensors, settings = load_policy(method)
     stream = test_stream(params)
-    inputs = ServingInputs(tasks, bank, module, preprocess, heads, lambda: load_tr_router(params), stream, params.lora.batch_size)
+    inputs = ServingInputs(tasks, bank, module, preprocess, heads, lambda: load_tr_router(params), stream, params.lora.batch_size,
+                           device=device, autocast=autocast)
     policy, router_bytes = spec.build_policy(tensors, settings, inputs)
     chosen: list[torch.Tensor] = []
 

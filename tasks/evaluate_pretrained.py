@@ -9,14 +9,16 @@ from mergeflow.evaluation.results import result_rows, write_part
 from mergeflow.params import Params
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._paths import RESULT_PARTS
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     scores = {}
+    device, autocast = stage_runtime(params)
     for task in params.suite.tasks:
         _, images, labels = load_split_tensors(task, "test")
-        scores[task] = accuracy(classifier_for(params, task), images, labels, params.evaluate.batch_size)
+        scores[task] = accuracy(classifier_for(params, task), images, labels, params.evaluate.batch_size, device, autocast)
         print(f"pretrained {task}: accuracy {scores[task]:.4f}")
     write_part(RESULT_PARTS / "pretrained.parquet", result_rows(params.suite.name, "pretrained", "oracle", "accuracy", scores))
 

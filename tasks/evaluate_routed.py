@@ -27,10 +27,12 @@ from mergeflow.routing.router_file import load_router
 from mergeflow.routing.served import RoutedClassifier, SwappableEncoder, tensor_bytes
 from mergeflow.routing.shared_pass import predictions_by_routing
 from mergeflow.routing.stream import TestStream, per_task_scores, serve
+from mergeflow.runtime.device import autocast_context, to_device
 from tasks._merge_inputs import load_base_visual
 from tasks._paths import merged_path, predictions_path, routed_part_path, router_path
 from tasks._prediction_table import prediction_rows, write_predictions
 from tasks._routing_inputs import load_encoder, load_features, load_heads, load_single_model, test_stream
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 TIMED_ROUTER = "mad"  # served end to end (timed); the others are scored by one shared pass (routing/shared_pass.py)
@@ -50,9 +52,10 @@ def build(args: argparse.Namespace, params: Params) -> None:
     bank = MaskBankFile(merged_path(method)).load_packed()
     if bank.tasks != tasks:
         raise MergeflowError(f"{merged_path(method)} holds tasks {bank.tasks}, suite.tasks is {tasks}: rerun merge@{method}")
+    device, autocast = stage_runtime(params)
     base, heads = load_base_visual(), load_heads(tasks)
     module, preprocess = load_encoder(params)
-    encoder = SwappableEncoder(module)
+    encoder, device_heads = SwappableEncoder(module.to(device)), [head.to(device) for head in heads]
     stream = test_stream(params)
     model_bytes = tensor_bytes(base)
     feature_weights = load_single_model(route.feature_model)
@@ -75,14 +78,17 @@ def build(args: argparse.Namespace, params: Params) -> None:
     def classify(task: int, rows: torch.Tensor) -> torch.Tensor:
         if task not in current:
             current.clear()
-            current[task] = task_weights(task)
-        return (F.normalize(encoder(current[task], preprocess(stream.images[rows])), dim=-1) @ heads[task].T).argmax(dim=-1)
+            current[task] = to_device(task_weights(task), device)
+        with autocast_context(autocast, device):
+            features = encoder(current[task], preprocess(stream.images[rows].to(device)))
+            return (F.normalize(features, dim=-1) @ device_heads[task].T).argmax(dim=-1).cpu()
 
     predictions = predictions_by_routing(assignments, classify, len(tasks), route.batch_size)
     seconds: dict[str, float] = {}
     if TIMED_ROUTER in routers:
         server = RoutedClassifier(module, feature_weights, task_weights, heads, tasks,
-                                  routers[TIMED_ROUTER], preprocess, normalize_features=route.normalize)
+                                  routers[TIMED_ROUTER], preprocess, normalize_features=route.normalize, device=device,
+                                  autocast=autocast)
         served, seconds[TIMED_ROUTER] = serve(lambda images, _: server.predict(images), stream, route.batch_size,
                                               f"{method}+{TIMED_ROUTER} (group-batch serving, timed)")
         agree = float((served.classes == predictions[TIMED_ROUTER].classes).double().mean())

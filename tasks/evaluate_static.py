@@ -18,18 +18,20 @@ from mergeflow.routing.stream import per_task_scores, serve
 from tasks._paths import static_part_path, static_predictions_path
 from tasks._prediction_table import prediction_rows, write_predictions
 from tasks._routing_inputs import load_encoder, load_heads, load_single_model, test_stream
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     route, tasks = params.route, params.suite.tasks
+    device, autocast = stage_runtime(params)
     heads = load_heads(tasks)
     module, preprocess = load_encoder(params)
     stream = test_stream(params)
     suite = params.suite.name
     for method in route.static:
         weights = load_single_model(method)
-        server = StaticClassifier(module, weights, heads, preprocess)
+        server = StaticClassifier(module, weights, heads, preprocess, device=device, autocast=autocast)
         prediction, seconds = serve(server.predict, stream, route.batch_size, method)
         accuracy = per_task_scores(stream, prediction, tasks)["accuracy"]
         print(f"{method} (static): accuracy {sum(accuracy.values()) / len(tasks):.4f}, "

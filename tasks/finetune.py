@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mergeflow.params import Params
+from mergeflow.runtime.device import to_cpu
 from mergeflow.statedict.io import load_tensors, save_tensors
 from mergeflow.statedict.task_vectors import task_vector
 from mergeflow.training.finetune import finetune_encoder
@@ -14,17 +15,20 @@ from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._merge_inputs import load_base_visual
 from tasks._paths import expert_path, task_vector_path
+from tasks._runtime import stage_runtime
 from tasks._stage import require_task, run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
+    device, autocast = stage_runtime(params)
     _, images, labels = load_split_tensors(args.item, "train")
     classifier = classifier_for(params, args.item)
     config = OptimConfig(**params.finetune[args.item].model_dump())
-    losses = finetune_encoder(classifier, images, labels, config, description=f"finetune {args.item}")
+    losses = finetune_encoder(classifier, images, labels, config, description=f"finetune {args.item}", device=device,
+                              autocast=autocast)
     print(f"finetune {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
-    expert = classifier.encoder.state_dict()
+    expert = to_cpu(classifier.encoder.state_dict())
     save_tensors(expert_path(args.item), expert, metadata={"task": args.item})
     tau = task_vector(load_tensors(expert_path(args.item)), load_base_visual(), expert_name=str(expert_path(args.item)))
     norm = sum(float(v.float().pow(2).sum()) for v in tau.values()) ** 0.5

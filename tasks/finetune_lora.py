@@ -12,11 +12,13 @@ from mergeflow.training.finetune import finetune_encoder
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._paths import lora_adapter_dir
+from tasks._runtime import stage_runtime
 from tasks._stage import require_task, run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
+    device, autocast = stage_runtime(params)
     adapter, train = params.lora.adapter, params.lora.train
     _, images, labels = load_split_tensors(args.item, "train")
     classifier = classifier_for(params, args.item)
@@ -28,9 +30,10 @@ def build(args: argparse.Namespace, params: Params) -> None:
     spec = LoraSpec(adapter.rank, adapter.alpha, adapter.dropout, targets)
     seed_everything(train.seed)  # LoRA A is initialised randomly at injection
     add_lora(classifier.encoder, spec)
-    losses = finetune_encoder(classifier, images, labels, OptimConfig(**train.model_dump()), description=f"finetune_lora {args.item}")
+    losses = finetune_encoder(classifier, images, labels, OptimConfig(**train.model_dump()), description=f"finetune_lora {args.item}",
+                              device=device, autocast=autocast)
     print(f"finetune_lora {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
-    save_adapter(lora_adapter_dir(args.item), classifier.encoder, spec)
+    save_adapter(lora_adapter_dir(args.item), classifier.encoder.cpu(), spec)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ from mergeflow.selection import SharedSelection, describe, merge_selecting
 from tasks._artifacts import classifier_for, load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
 from tasks._paths import merged_part_path, merged_path
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
     method, settings = args.item, params.merge.method(args.item)
+    device, autocast = stage_runtime(params)
     base = load_base_visual()
     task_vectors = load_task_vectors(params.suite.tasks)
     validation: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # read only when a grid needs it
@@ -44,9 +46,10 @@ def build(args: argparse.Namespace, params: Params) -> None:
         if task not in validation:
             validation[task] = load_split_tensors(task, "val")[1:]
         images, labels = validation[task]
-        return accuracy(classifier_for(params, task, encoder), images, labels, params.evaluate.batch_size)
+        return accuracy(classifier_for(params, task, encoder), images, labels, params.evaluate.batch_size, device, autocast)
 
-    result, selections = merge_selecting(method, task_vectors, settings.hyperparameters, settings.grids, validation_accuracy)
+    result, selections = merge_selecting(method, task_vectors, settings.hyperparameters, settings.grids, validation_accuracy,
+                                         device=device)
     encoded.clear()
     fixed = {key: value for key, value in resolve_hyperparameters(method, settings.hyperparameters).items()
              if key not in settings.grids}
@@ -73,10 +76,10 @@ def build(args: argparse.Namespace, params: Params) -> None:
         assert not isinstance(result, MaskBank)
         save_merged_model(merged_path(method), add_to_base(base, result), method, info)
         print(f"{method}: one merged model for {len(task_vectors)} tasks")
-    write_test_scores(params, method, base)
+    write_test_scores(params, method, base, device, autocast)
 
 
-def write_test_scores(params: Params, method: str, base: StateDict) -> None:
+def write_test_scores(params: Params, method: str, base: StateDict, device: torch.device, autocast: str) -> None:
     """Task-known (router=oracle) test accuracy of the stored artifact, read back as every consumer reads it: mask
     methods score each task's own reconstruction, single-model methods the one merged model, with each task's head."""
     merged, _ = load_merged(merged_path(method))
@@ -84,7 +87,7 @@ def write_test_scores(params: Params, method: str, base: StateDict) -> None:
     for task in params.suite.tasks:
         _, images, labels = load_split_tensors(task, "test")
         classifier = classifier_for(params, task, task_encoder(merged, base, task))
-        scores[task] = accuracy(classifier, images, labels, params.evaluate.batch_size)
+        scores[task] = accuracy(classifier, images, labels, params.evaluate.batch_size, device, autocast)
     print(f"{method} test accuracy (task known): " + ", ".join(f"{task} {value:.4f}" for task, value in scores.items()))
     write_part(merged_part_path(method), result_rows(params.suite.name, method, "oracle", "accuracy", scores))
 

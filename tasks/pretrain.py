@@ -25,6 +25,7 @@ from mergeflow.training.contrastive import pretrain_clip, pretrain_image_tower
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import is_text
 from tasks._paths import BASE_MODEL
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -51,10 +52,11 @@ def build(args: argparse.Namespace, params: Params) -> None:
         size, mean, std = preprocess_config(clip)
         optim = OptimConfig(**cfg.model_dump(exclude={"corpus_size"}))
         train = pretrain_image_tower if has_locked_text_tower(clip) else pretrain_clip
-        losses = train(clip, torch.from_numpy(images), tokens, size, mean, std, optim)
+        device, autocast = stage_runtime(params)
+        losses = train(clip, torch.from_numpy(images), tokens, size, mean, std, optim, device=device, autocast=autocast)
         print(f"pretrain: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps on {len(captions)} captioned images"
               f" ({len(set(captions))} distinct captions)")
-    save_clip(clip, BASE_MODEL, params.backbone.model)
+    save_clip(clip.cpu(), BASE_MODEL, params.backbone.model)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from tasks._artifacts import load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
 from tasks._paths import dynamic_part_path, dynamic_path
 from tasks._routing_inputs import load_encoder, load_heads, load_single_model, test_stream
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -39,6 +40,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
         raise MergeflowError(f"{method!r} is not in dynamic.methods ({', '.join(params.dynamic.methods)})")
     spec = get_dynamic_method(method)
     hyperparameters = spec.resolve(params.dynamic.block(method))
+    device, autocast = stage_runtime(params)
     module, preprocess = load_encoder(params)
     heads = load_heads(tasks)
 
@@ -53,7 +55,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     seed_everything(0)
     fit_inputs = FitInputs(module, load_base_visual(), load_task_vectors(tasks), heads,
                            lambda seed: unlabelled_pools(params, preprocess, 1.0, seed), drawn, load_single_model,
-                           params.dynamic.batch_size)
+                           params.dynamic.batch_size, device=device, autocast=autocast)
     fitted = spec.fit(fit_inputs, hyperparameters)
     stream = test_stream(params)
     chosen: list[torch.Tensor] = []

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declarations.adaptation import adapt_declaration
@@ -19,6 +19,7 @@ from mergeflow.declarations.merging import merge_declaration
 from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
 from mergeflow.profiles import EXTENDS, resolve_profile
+from mergeflow.runtime.spec import AUTOCAST_HELP, DEVICE_HELP, is_autocast_mode, is_device_spec
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -334,6 +335,31 @@ class DynamicParams(_Section):
         return dict(self.blocks.get(method, {}))
 
 
+class RuntimeParams(_Section):
+    """``runtime:``: where the model-running stages run and in which precision (src/mergeflow/runtime/).
+
+    ``device`` (auto | cpu | cuda | cuda:N) is an execution choice like the thread count, not a DVC param: on the CPU
+    every result is bit-identical whichever of auto and cpu is set. ``autocast`` (none | bf16 | fp16) changes the
+    numbers, so every stage that runs a model forward lists ``runtime.autocast`` as a DVC param."""
+
+    device: str = "auto"
+    autocast: str = "none"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not is_device_spec(value):
+            raise ValueError(DEVICE_HELP)
+        return value
+
+    @field_validator("autocast")
+    @classmethod
+    def _autocast(cls, value: str) -> str:
+        if not is_autocast_mode(value):
+            raise ValueError(AUTOCAST_HELP)
+        return value
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -347,6 +373,7 @@ class Params(_Section):
     adapt: AdaptParams
     lora: LoraParams
     dynamic: DynamicParams = DynamicParams(methods=[], batch_size=128, blocks={})
+    runtime: RuntimeParams = RuntimeParams()
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:

@@ -13,12 +13,15 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import torch
+
 from mergeflow.declarations.common import check_grids
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.registry import Value, get_method, resolve_hyperparameters, run_method
 from mergeflow.merging.scaled import ScaledMerge, exactly_rescalable
+from mergeflow.runtime.device import CPU
 
 V = TypeVar("V", bound=Hashable)
 
@@ -104,13 +107,15 @@ def is_per_task(method: str, name: str) -> bool:
 Candidate = StateDict | MaskBank
 
 
-def _candidates(method: str, task_vectors: TaskVectors, hyperparameters: Mapping[str, Value], name: str) -> Callable[[Value], Candidate]:
+def _candidates(method: str, task_vectors: TaskVectors, hyperparameters: Mapping[str, Value], name: str,
+                device: torch.device = CPU) -> Callable[[Value], Candidate]:
     """value -> the method's output with ``name`` = value, the latest one cached (the grid is the outer loop).
 
     A ``scale`` grid of a method with exact scale parts (``MergeMethod.scale_parts``) costs one merge, rescaled per
     value: identical tensors to rerunning the method, which an SVD method would pay once per value.
     """
     spec = get_method(method)
+    on_device = spec.device_arguments(device)
     rescale = name == "scale" and spec.scale_parts is not None and exactly_rescalable(task_vectors)
     parts: list[ScaledMerge] = []  # built on first use, after the grid has been checked
     latest: dict[Value, Candidate] = {}
@@ -118,10 +123,10 @@ def _candidates(method: str, task_vectors: TaskVectors, hyperparameters: Mapping
     def build(value: Value) -> Candidate:
         resolved = resolve_hyperparameters(method, {**hyperparameters, name: value})
         if not rescale:
-            return spec.function(task_vectors, **resolved)
+            return spec.function(task_vectors, **resolved, **on_device)
         if not parts:
             assert spec.scale_parts is not None
-            parts.append(spec.scale_parts(task_vectors, **{key: v for key, v in resolved.items() if key != "scale"}))
+            parts.append(spec.scale_parts(task_vectors, **{key: v for key, v in resolved.items() if key != "scale"}, **on_device))
         scale = resolved["scale"]
         assert isinstance(scale, float)
         return parts[0].at(scale)
@@ -141,19 +146,21 @@ def merge_selecting(
     hyperparameters: Mapping[str, Value],
     grids: Mapping[str, Sequence[Value]],
     score: Callable[[Candidate, str], float],
+    *,
+    device: torch.device = CPU,
 ) -> tuple[Candidate, dict[str, Selection[Value] | SharedSelection[Value]]]:
     """Run ``method``; a hyperparameter given as a grid is chosen on validation by ``score(candidate, task)``.
 
     ``score`` sees the method's output for one grid value and one task (a stage evaluates that task's model or
     reconstruction on its validation split). A per-task grid ends with the method run once with {task: chosen
     value}; a shared grid with the candidate of the chosen value. Without grids this is ``run_method`` and
-    ``score`` is never called.
+    ``score`` is never called. An SVD method runs its SVDs on ``device`` (``run_method``).
     """
     if not grids:
-        return run_method(method, task_vectors, hyperparameters), {}
+        return run_method(method, task_vectors, hyperparameters, device=device), {}
     check_grids(method, grids, hyperparameters)
     ((name, grid),) = grids.items()
-    tasks, candidate = list(task_vectors), _candidates(method, task_vectors, hyperparameters, name)
+    tasks, candidate = list(task_vectors), _candidates(method, task_vectors, hyperparameters, name, device)
 
     def scored(task: str, value: Value) -> float:
         return score(candidate(value), task)
@@ -163,4 +170,5 @@ def merge_selecting(
         return candidate(shared.chosen), {name: shared}
     selection = select_per_task(tasks, list(grid), scored)
     resolved = resolve_hyperparameters(method, hyperparameters)
-    return get_method(method).function(task_vectors, **{**resolved, name: selection.chosen}), {name: selection}
+    spec = get_method(method)
+    return spec.function(task_vectors, **{**resolved, name: selection.chosen}, **spec.device_arguments(device)), {name: selection}

@@ -20,6 +20,7 @@ from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
 from mergeflow.declarations.common import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
+from mergeflow.runtime.device import CPU, autocast_context, grad_scaler, to_cpu
 
 Tensor = torch.Tensor
 # (merged state dict, input batch) -> unnormalised features, e.g. torch.func.functional_call(encoder, state, (x,))
@@ -60,9 +61,15 @@ def adapt(
     lr: float = 1e-3,
     *,
     on_step: Callable[[int, float], None] | None = None,
+    device: torch.device = CPU,
+    autocast: str = "none",
 ) -> AdaptationResult:
     """Run ``steps`` Adam(lr, betas (0.9, 0.999), no weight decay) steps on ``model``'s learnable parameters;
-    ``heads[t]`` (classes, dim) is task t's frozen head; ``on_step(step, loss)`` is called after each step."""
+    ``heads[t]`` (classes, dim) is task t's frozen head; ``on_step(step, loss)`` is called after each step.
+
+    ``model`` and the heads move to ``device`` (``forward``'s encoder must be there too) and each step's batches
+    are moved at the loop (drawn wherever ``batches`` keeps them); the forward pass and loss run under ``autocast``
+    (fp16 adds a gradient scaler). The result's tensors are on the CPU; ``model`` is left on ``device``."""
     steps = check_non_negative_int("steps", steps)
     lr = check_number("lr", lr)
     if lr <= 0:
@@ -71,20 +78,28 @@ def adapt(
         raise MergeflowError(
             f"got {len(heads)} heads for {model.num_tasks} tasks ({', '.join(model.tasks)}); pass one per task, in task order"
         )
+    model.to(device)
     parameters = model.parameters_to_learn()
     if not parameters:
         raise MergeflowError("nothing to learn: set learn_lambda or learn_masks (masks need a decomposition with SVD keys)")
-    frozen_heads = [head.detach() for head in heads]
+    frozen_heads = [head.detach().to(device) for head in heads]
     optimizer = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+    scaler = grad_scaler(autocast, device)
     losses: list[float] = []
     seconds: list[float] = []
     for step in tqdm(range(steps), desc="adapt", unit="step", leave=False):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        inputs = [batches(step, task) for task in range(model.num_tasks)]
-        loss = entropy_loss(model.merged_state(), forward, frozen_heads, inputs)
-        loss.backward()
-        optimizer.step()
+        inputs = [batches(step, task).to(device) for task in range(model.num_tasks)]
+        with autocast_context(autocast, device):
+            loss = entropy_loss(model.merged_state(), forward, frozen_heads, inputs)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         value = loss.item()  # also waits for an accelerator, so the time below is the step's
         seconds.append(time.perf_counter() - start)
         if not math.isfinite(value):
@@ -93,6 +108,6 @@ def adapt(
         if on_step is not None:
             on_step(step, value)
     return AdaptationResult(
-        state=model.hard_state(), losses=losses, seconds=seconds, kept_ranks=model.kept_ranks(),
-        coefficients=model.effective_coefficients().detach().clone(),
+        state=to_cpu(model.hard_state()), losses=losses, seconds=seconds, kept_ranks=model.kept_ranks(),
+        coefficients=model.effective_coefficients().detach().clone().cpu(),
     )

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from mergeflow.adaptation.loop import entropy_loss
 from mergeflow.errors import MergeflowError
+from mergeflow.runtime.device import CPU, autocast_context, grad_scaler
 
 Batches = Callable[[int, int], torch.Tensor]  # (step, task index) -> that task's unlabelled batch
 
@@ -29,23 +30,34 @@ class TrainingLog:
 
 
 def minimise_entropy(model: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.nn.Parameter],
-                     heads: Sequence[torch.Tensor], batches: Batches, steps: int, lr: float, desc: str) -> TrainingLog:
-    """``steps`` Adam(lr) steps on ``parameters``: one batch per task and step, loss = summed mean entropies."""
+                     heads: Sequence[torch.Tensor], batches: Batches, steps: int, lr: float, desc: str, *,
+                     device: torch.device = CPU, autocast: str = "none") -> TrainingLog:
+    """``steps`` Adam(lr) steps on ``parameters``: one batch per task and step, loss = summed mean entropies.
+
+    ``model`` must already be on ``device``; the heads move there and each step's batches are moved at the loop; the
+    forward pass runs under ``autocast`` (fp16 adds a gradient scaler)."""
     if not parameters:
         raise MergeflowError("nothing to learn: the model has no trainable parameters")
     if lr <= 0 or steps < 0:
         raise MergeflowError(f"need lr > 0 and steps >= 0, got lr {lr!r}, steps {steps!r}")
     optimizer = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-    frozen = [head.detach() for head in heads]
+    frozen = [head.detach().to(device) for head in heads]
+    scaler = grad_scaler(autocast, device)
     losses: list[float] = []
     seconds: list[float] = []
     for step in tqdm(range(steps), desc=desc, unit="step", leave=False):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        inputs = [batches(step, task) for task in range(len(frozen))]
-        loss = entropy_loss({}, lambda _, x: model(x), frozen, inputs)
-        loss.backward()
-        optimizer.step()
+        inputs = [batches(step, task).to(device) for task in range(len(frozen))]
+        with autocast_context(autocast, device):
+            loss = entropy_loss({}, lambda _, x: model(x), frozen, inputs)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         value = loss.item()
         seconds.append(time.perf_counter() - start)
         if not math.isfinite(value):

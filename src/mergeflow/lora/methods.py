@@ -41,6 +41,7 @@ from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import Router, fit_router
 from mergeflow.routing.served import InputTransform, tensor_bytes
 from mergeflow.routing.stream import TestStream
+from mergeflow.runtime.device import CPU
 from mergeflow.selection import Selection, describe, select_per_task
 
 Tensor = torch.Tensor
@@ -53,7 +54,8 @@ class CalibrationInputs:
     its input convention, and callables for the rest, called where they are needed. ``drawn(split, samples, seed)``:
     (inputs, labels) of each task's training or validation split, ``samples`` drawn by (seed, task) (None = the
     whole split in stored order); ``heads()``: the tasks' classification heads; ``router_encoder()``: TR-Merging's
-    separate router encoder, or None for the base encoder."""
+    separate router encoder, or None for the base encoder. The mixed encoders run on ``device`` under ``autocast``
+    (``lora.mixed_encoder``); everything else stays on the CPU."""
 
     tasks: Sequence[str]
     bank: FactorBank
@@ -63,6 +65,8 @@ class CalibrationInputs:
     heads: Callable[[], list[Tensor]]
     router_encoder: Callable[[], RouterEmbedder | None]
     batch_size: int
+    device: torch.device = CPU
+    autocast: str = "none"
 
     def images(self, split: str, samples: int | None, seed: int) -> list[Tensor]:
         return [images for images, _ in self.drawn(split, samples, seed)]
@@ -72,7 +76,8 @@ class CalibrationInputs:
 class ServingInputs:
     """What a policy is built from besides its calibration file: the bank and base encoder module, the tasks' heads,
     TR-Merging's router encoder (called once, by TR), and the labelled test stream, which only DaWin's
-    ``dataset_mean`` mode reads (one merge per dataset: a task-ID assumption, as the authors')."""
+    ``dataset_mean`` mode reads (one merge per dataset: a task-ID assumption, as the authors'). The mixed encoders run
+    on ``device`` under ``autocast``."""
 
     tasks: Sequence[str]
     bank: FactorBank
@@ -82,6 +87,8 @@ class ServingInputs:
     router_encoder: Callable[[], RouterEmbedder | None]
     stream: TestStream
     batch_size: int
+    device: torch.device = CPU
+    autocast: str = "none"
 
 
 Calibrate = Callable[[Mapping[str, Any], CalibrationInputs | None], Calibration]
@@ -130,6 +137,11 @@ def _prefixed(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
 
 
+def _mixed(inputs: CalibrationInputs | ServingInputs) -> MixedEncoder:
+    """The base encoder with the experts made mixable, on the inputs' device."""
+    return MixedEncoder(inputs.encoder, inputs.bank, device=inputs.device, autocast=inputs.autocast)
+
+
 def _embed(encoder: MixedEncoder, preprocess: InputTransform, coefficients: Tensor, images: Tensor, batch_size: int) -> Tensor:
     """Features of ``images`` through the encoder with one coefficient row for every input."""
     return extract_features(lambda batch: encoder(preprocess(batch), coefficients.expand(len(batch), -1)), images, batch_size)
@@ -173,7 +185,7 @@ def _settings_only(record: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Cal
 def _calibrate_tr(tr: Mapping[str, Any], inputs: CalibrationInputs) -> Calibration:
     """M embeddings per task (the base encoder's, or the router encoder's), then temperature and top-K on validation."""
     tasks, batch, preprocess = inputs.tasks, inputs.batch_size, inputs.preprocess
-    encoder = MixedEncoder(inputs.encoder, inputs.bank)
+    encoder = _mixed(inputs)
     router = inputs.router_encoder()
     zeros = torch.zeros(1, inputs.bank.size)
     drawn = inputs.images("train", tr["samples"], tr["seed"])
@@ -200,7 +212,8 @@ def _calibrate_tr(tr: Mapping[str, Any], inputs: CalibrationInputs) -> Calibrati
 def _calibrate_twin(twin: Mapping[str, Any], inputs: CalibrationInputs) -> Calibration:
     """The MLP router on the shared expert's features, its epoch chosen on (the whole) validation split."""
     preprocess, batch = inputs.preprocess, inputs.batch_size
-    encoder = twin_encoder(inputs.encoder, inputs.bank, twin["shared_scale"], twin["density"])
+    encoder = twin_encoder(inputs.encoder, inputs.bank, twin["shared_scale"], twin["density"], device=inputs.device,
+                           autocast=inputs.autocast)
     zeros = torch.zeros(1, inputs.bank.size)
     train = [_embed(encoder, preprocess, zeros, x, batch) for x in inputs.images("train", twin["samples"], twin["seed"])]
     val = [_embed(encoder, preprocess, zeros, x, batch) for x in inputs.images("val", None, twin["seed"])]
@@ -214,7 +227,7 @@ def _calibrate_twin(twin: Mapping[str, Any], inputs: CalibrationInputs) -> Calib
 
 def _calibrate_mad(mad: Mapping[str, Any], inputs: CalibrationInputs) -> Calibration:
     """Per-task Gaussians of the weight-averaged LoRA model's features."""
-    encoder = MixedEncoder(inputs.encoder, inputs.bank)
+    encoder = _mixed(inputs)
     average = torch.full((1, inputs.bank.size), 1.0 / inputs.bank.size)
     features = [_embed(encoder, inputs.preprocess, average, x, inputs.batch_size) for x in inputs.images("train", mad["samples"], mad["seed"])]
     router = fit_router("mad", list(inputs.tasks), features, mad["eps"])
@@ -222,15 +235,15 @@ def _calibrate_mad(mad: Mapping[str, Any], inputs: CalibrationInputs) -> Calibra
 
 
 def _experts_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
-    return ExpertPolicy(MixedEncoder(inputs.encoder, inputs.bank)), 0
+    return ExpertPolicy(_mixed(inputs)), 0
 
 
 def _task_arithmetic_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
-    return ConstantPolicy(MixedEncoder(inputs.encoder, inputs.bank), settings["scale"]), 0
+    return ConstantPolicy(_mixed(inputs), settings["scale"]), 0
 
 
 def _tr_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
-    encoder = MixedEncoder(inputs.encoder, inputs.bank)
+    encoder = _mixed(inputs)
     samples = [tensors[f"samples/{task}"] for task in inputs.tasks]
     router_model = inputs.router_encoder()
     held = tensor_bytes(samples) + (router_model.parameter_bytes() if router_model is not None else 0)
@@ -240,12 +253,13 @@ def _tr_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], input
 
 def _twin_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
     router = _prefixed(tensors, "router/")
-    encoder = twin_encoder(inputs.encoder, inputs.bank, settings["shared_scale"], settings["density"])
+    encoder = twin_encoder(inputs.encoder, inputs.bank, settings["shared_scale"], settings["density"], device=inputs.device,
+                           autocast=inputs.autocast)
     return TwinPolicy(encoder, load_twin_router(router)), tensor_bytes(router)
 
 
 def _dawin_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
-    encoder = MixedEncoder(inputs.encoder, inputs.bank)
+    encoder = _mixed(inputs)
     policy: Policy = DawinPolicy(encoder, inputs.heads, settings["scale"], settings["head"])
     if settings["mode"] == "dataset_mean":
         # the authors' multi-task mode: mean coefficients over each dataset's test inputs, one merge per dataset
@@ -254,7 +268,7 @@ def _dawin_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], in
 
 
 def _mad_policy(tensors: Mapping[str, Tensor], settings: Mapping[str, Any], inputs: ServingInputs) -> tuple[Policy, int]:
-    encoder = MixedEncoder(inputs.encoder, inputs.bank)
+    encoder = _mixed(inputs)
     router = _prefixed(tensors, "router/")
     return MadPolicy(encoder, Router.from_state("mad", list(inputs.tasks), router)), tensor_bytes(router)
 

@@ -3,6 +3,9 @@
 The adapted ``nn.Linear`` modules are swapped for ``MixedLinear``, which computes W x + sum_e c[b, e] s_e B_e (A_e x)
 for input b; one forward pass then serves a batch in which every input has its own merged model, and no weight matrix
 is ever built per input. Coefficient rows of zeros give the base model; a one-hot row gives one expert.
+
+The encoder runs on its ``device`` (under its ``autocast``): inputs and coefficients move there per call and the
+features come back on the CPU, so the policies' routing, coefficients and heads stay on the CPU whatever the device.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, LayerFactors
 from mergeflow.lora.mixing import mixed_lora_linear
+from mergeflow.runtime.device import CPU, autocast_context
 
 
 class _Coefficients:
@@ -56,9 +60,11 @@ class MixedLinear(nn.Module):
 
 class MixedEncoder(nn.Module):
     """``encoder`` (copied, never modified) with ``bank``'s layers made mixable; ``base_weights`` optionally replaces
-    the encoder's own weights first (Twin-Merging serves around its shared expert, not the pretrained model)."""
+    the encoder's own weights first (Twin-Merging serves around its shared expert, not the pretrained model). The
+    copy runs on ``device`` under ``autocast`` (see the module docstring)."""
 
-    def __init__(self, encoder: nn.Module, bank: FactorBank, base_weights: Mapping[str, torch.Tensor] | None = None) -> None:
+    def __init__(self, encoder: nn.Module, bank: FactorBank, base_weights: Mapping[str, torch.Tensor] | None = None, *,
+                 device: torch.device = CPU, autocast: str = "none") -> None:
         super().__init__()
         self.encoder = copy.deepcopy(encoder).eval()
         if base_weights is not None:
@@ -76,18 +82,22 @@ class MixedEncoder(nn.Module):
             setattr(modules[parent_name] if parent_name else self.encoder, child, MixedLinear(linear, factors, self._coefficients))
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
+        self.encoder.to(device)
+        self.device, self.autocast = device, autocast
 
     @property
     def experts(self) -> int:
         return self.bank.size
 
     def forward(self, pixels: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-        """Encode ``pixels`` (B, ...) with input b's model = base + sum_e coefficients[b, e] expert_e."""
+        """Encode ``pixels`` (B, ...) with input b's model = base + sum_e coefficients[b, e] expert_e (on the CPU)."""
         if coefficients.shape != (pixels.shape[0], self.experts):
             raise MergeflowError(f"coefficients must be (batch {pixels.shape[0]}, experts {self.experts}), got {tuple(coefficients.shape)}")
-        self._coefficients.value = coefficients
+        self._coefficients.value = coefficients.to(self.device)
         try:
-            return self.encoder(pixels)
+            with autocast_context(self.autocast, self.device):
+                features = self.encoder(pixels.to(self.device))
+            return features.cpu() if self.autocast == "none" else features.float().cpu()
         finally:
             self._coefficients.value = None
 

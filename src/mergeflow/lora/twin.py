@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank, LayerFactors
 from mergeflow.lora.mixed_encoder import MixedEncoder
+from mergeflow.runtime.device import CPU
 from mergeflow.seeding import seed_everything, torch_generator
 
 
@@ -43,11 +44,13 @@ def shared_and_exclusive(bank: FactorBank, shared_scale: float, density: float) 
     return shared, FactorBank(bank.names, exclusive)
 
 
-def twin_encoder(encoder: nn.Module, bank: FactorBank, shared_scale: float, density: float) -> MixedEncoder:
-    """The encoder Twin-Merging serves: theta* as its base weights, the exclusive vectors as its mixable experts."""
+def twin_encoder(encoder: nn.Module, bank: FactorBank, shared_scale: float, density: float, *, device: torch.device = CPU,
+                 autocast: str = "none") -> MixedEncoder:
+    """The encoder Twin-Merging serves: theta* as its base weights, the exclusive vectors as its mixable experts (its
+    SVDs on the CPU; the encoder runs on ``device`` under ``autocast``)."""
     shared, exclusive = shared_and_exclusive(bank, shared_scale, density)
     base = {key: value + shared.get(key, 0.0) for key, value in encoder.state_dict().items()}
-    return MixedEncoder(encoder, exclusive, base_weights=base)
+    return MixedEncoder(encoder, exclusive, base_weights=base, device=device, autocast=autocast)
 
 
 class TwinRouter(nn.Module):

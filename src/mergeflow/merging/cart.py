@@ -10,6 +10,7 @@ from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_de
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
 from mergeflow.merging.scaled import ScaledMerge
 from mergeflow.merging.spectral import spectral_key, spectral_plan, thin_svd
+from mergeflow.runtime.device import CPU
 
 
 def cart_rank(rank: int, fraction: float) -> int:
@@ -18,19 +19,21 @@ def cart_rank(rank: int, fraction: float) -> int:
 
 
 def cart(
-    task_vectors: TaskVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix
+    task_vectors: TaskVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
+    device: torch.device = CPU,
 ) -> StateDict:
     """The CART delta from theta_0: mean_t tau_t + scale * sum_t LR_k(tau_t - mean_s tau_s) on matrix keys.
 
     theta_0 plus it is theta_avg + lambda * sum_t LR_k(tau_bar_t), lambda = ``scale`` multiplying a *sum*.
     Non-matrix keys are theta_avg exactly (the authors add sum_t tau_bar_t, which is 0 up to rounding).
     Defaults are the authors' ViT-B/32 8-task config (prior 2.0, initial_rank_ratio 0.12). The optional
-    energy-threshold rank rule is not implemented.
+    energy-threshold rank rule is not implemented. The SVDs run on ``device``; the delta is on the task vectors' device.
     """
-    return as_delta(in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix))
+    return as_delta(in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix, device=device))
 
 
-def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix) -> MergePlan:
+def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
+              device: torch.device = CPU) -> MergePlan:
     """CART key by key (no global pass); see :func:`cart`."""
     scale = check_number("scale", scale)
     rank = check_fraction("rank", rank, allow_zero=True)
@@ -40,7 +43,7 @@ def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is
         low_rank = _low_rank_sum(stack, average, rank)
         return average if low_rank is None else average + scale * low_rank
 
-    return spectral_plan(is_matrix, merge_matrix, 1.0)
+    return spectral_plan(is_matrix, merge_matrix, 1.0, device)
 
 
 def _low_rank_sum(stack: torch.Tensor, average: torch.Tensor, rank: float) -> torch.Tensor | None:
@@ -52,7 +55,8 @@ def _low_rank_sum(stack: torch.Tensor, average: torch.Tensor, rank: float) -> to
     return ((left[:, :, :kept] * values[:, None, :kept]) @ right[:, :kept, :]).sum(dim=0)
 
 
-def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix) -> ScaledMerge:
+def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
+               device: torch.device = CPU) -> ScaledMerge:
     """CART as offset (the average) + scale * direction (the low-rank sum), so a scale grid needs one SVD pass.
 
     Both terms go through ``spectral_key`` exactly as :func:`cart_plan`'s kernel computes them. Non-matrix keys have
@@ -72,7 +76,7 @@ def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyP
     directions: StateDict = {}
     for key in vectors.keys:
         tensors = vectors.tensors(key)
-        offsets[key] = spectral_key(key, tensors, is_matrix, average, 1.0)
+        offsets[key] = spectral_key(key, tensors, is_matrix, average, 1.0, device)
         if is_matrix(key, tensors[0]):
-            directions[key] = spectral_key(key, tensors, is_matrix, direction, 1.0)
+            directions[key] = spectral_key(key, tensors, is_matrix, direction, 1.0, device)
     return ScaledMerge(direction=directions, offset=offsets)

@@ -9,18 +9,22 @@ from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
+from mergeflow.runtime.device import CPU
 
 
-def iso_c(task_vectors: TaskVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix) -> StateDict:
+def iso_c(task_vectors: TaskVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+          device: torch.device = CPU) -> StateDict:
     """scale * Delta with Delta = mean(S) * U V^T for svd(sum_t tau_t) on matrix keys, mean_t tau_t elsewhere.
 
     mean(S) runs over all r singular values, near-zero ones included; for T = 1 this is deliberately not tau_1.
     Default scale 1.0 is our choice: the authors search {0.1, ..., 3.0} on validation with early stopping.
+    The SVDs run on ``device``; the merged delta is on the task vectors' device.
     """
-    return as_delta(in_memory(iso_c_plan, task_vectors, scale=scale, is_matrix=is_matrix))
+    return as_delta(in_memory(iso_c_plan, task_vectors, scale=scale, is_matrix=is_matrix, device=device))
 
 
-def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix) -> MergePlan:
+def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+               device: torch.device = CPU) -> MergePlan:
     """Iso-C key by key (no global pass); see :func:`iso_c`."""
     scale = check_number("scale", scale)
 
@@ -28,7 +32,7 @@ def iso_c_plan(vectors: KeyVectors, *, scale: float = 1.0, is_matrix: KeyPredica
         left, values, right = thin_svd(stack.sum(dim=0))
         return scale * (values.mean() * (left @ right))  # scale last: see merging.scaled
 
-    return spectral_plan(is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale, device)
 
 
 def iso_cts_subspace_sizes(rank: int, num_tasks: int, common: float) -> tuple[int, int]:
@@ -42,7 +46,8 @@ def iso_cts_subspace_sizes(rank: int, num_tasks: int, common: float) -> tuple[in
 
 
 def iso_cts(
-    task_vectors: TaskVectors, *, scale: float = 1.0, common: float = 0.8, is_matrix: KeyPredicate = is_tsv_iso_matrix
+    task_vectors: TaskVectors, *, scale: float = 1.0, common: float = 0.8, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+    device: torch.device = CPU,
 ) -> StateDict:
     """scale * Delta for Iso-CTS (``common`` = common_space_fraction, default 0.8 as the authors' config).
 
@@ -51,12 +56,14 @@ def iso_cts(
     ``per`` directions; the task-specific blocks then the common one are stacked, U and V are replaced by their
     polar factors, and every singular value is set to the mean of all kept ones. ``common = 1`` is Iso-C.
     Non-matrix keys get the mean of tau_t. Default scale 1.0 is our choice (the authors search {0.1, ..., 3.0}).
+    The SVDs run on ``device``; the merged delta is on the task vectors' device.
     """
-    return as_delta(in_memory(iso_cts_plan, task_vectors, scale=scale, common=common, is_matrix=is_matrix))
+    return as_delta(in_memory(iso_cts_plan, task_vectors, scale=scale, common=common, is_matrix=is_matrix, device=device))
 
 
 def iso_cts_plan(
-    vectors: KeyVectors, *, scale: float = 1.0, common: float = 0.8, is_matrix: KeyPredicate = is_tsv_iso_matrix
+    vectors: KeyVectors, *, scale: float = 1.0, common: float = 0.8, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+    device: torch.device = CPU,
 ) -> MergePlan:
     """Iso-CTS key by key (no global pass); see :func:`iso_cts`."""
     scale = check_number("scale", scale)
@@ -67,7 +74,7 @@ def iso_cts_plan(
         orthogonal_left, orthogonal_right, flat_value, _, _ = iso_cts_blocks(stack, transposed, num_tasks, common)
         return scale * (flat_value * (orthogonal_left @ orthogonal_right))  # scale last: see merging.scaled
 
-    return spectral_plan(is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale, device)
 
 
 def iso_cts_blocks(

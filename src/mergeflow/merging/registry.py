@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
 from mergeflow.declarations.common import HyperParameter, Setting
 from mergeflow.declarations.common import Value as Value  # re-exported: selection.py grids are of these
 from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
@@ -21,6 +23,7 @@ from mergeflow.merging.scaled import ScaleParts, linear_parts
 from mergeflow.merging.tall import consensus_ta, consensus_ta_plan, tall_ta, tall_ta_plan, tall_ties, tall_ties_plan
 from mergeflow.merging.ties import ties_merge, ties_plan
 from mergeflow.merging.tsv import tsv_m, tsv_m_plan
+from mergeflow.runtime.device import CPU
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class MergeMethod:
     plan: Callable[..., MergePlan] | None = None  # (KeyVectors, **hyperparameters): the form the streaming runner uses
     # (task vectors, **hyperparameters but scale) -> offset + scale * direction: a scale grid then costs one merge
     scale_parts: ScaleParts | None = None
+    # whether ``function`` and ``scale_parts`` take ``device=`` (the SVD methods: their per-key SVDs run there)
+    takes_device: bool = False
 
     @property
     def name(self) -> str:
@@ -54,6 +59,11 @@ class MergeMethod:
     def defaults(self) -> dict[str, Setting]:
         return self.declaration.defaults()
 
+    def device_arguments(self, device: torch.device) -> dict[str, torch.device]:
+        """``{"device": device}`` for a method whose SVDs can run on a device; nothing for the element-wise ones,
+        which stay on the task vectors' device (the CPU)."""
+        return {"device": device} if self.takes_device else {}
+
 
 _BINDINGS: dict[str, tuple[Callable[..., StateDict | MaskBank], Callable[..., MergePlan], ScaleParts | None]] = {
     "weight_averaging": (weight_averaging, weight_averaging_plan, None),
@@ -69,8 +79,11 @@ _BINDINGS: dict[str, tuple[Callable[..., StateDict | MaskBank], Callable[..., Me
     "iso_cts": (iso_cts, iso_cts_plan, linear_parts(iso_cts)),
 }
 assert set(_BINDINGS) == set(MERGE_DECLARATIONS), "every declared merging method is bound to its function, and only those"
+ON_DEVICE = ("tsv_m", "cart", "iso_c", "iso_cts")  # the SVD methods (merging.spectral)
+assert set(ON_DEVICE) <= set(_BINDINGS)
 METHODS: dict[str, MergeMethod] = {
-    name: MergeMethod(declaration, *_BINDINGS[name]) for name, declaration in MERGE_DECLARATIONS.items()
+    name: MergeMethod(declaration, *_BINDINGS[name], takes_device=name in ON_DEVICE)
+    for name, declaration in MERGE_DECLARATIONS.items()
 }
 
 
@@ -92,6 +105,9 @@ def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Settin
     return merge_declaration(name).parse_assignments(assignments)
 
 
-def run_method(name: str, task_vectors: TaskVectors, overrides: Mapping[str, object] | None = None) -> StateDict | MaskBank:
-    """Merge with method ``name``: a delta to add to theta_0 (``returns == "delta"``) or a MaskBank (``"bank"``)."""
-    return get_method(name).function(task_vectors, **resolve_hyperparameters(name, overrides))
+def run_method(name: str, task_vectors: TaskVectors, overrides: Mapping[str, object] | None = None, *,
+               device: torch.device = CPU) -> StateDict | MaskBank:
+    """Merge with method ``name``: a delta to add to theta_0 (``returns == "delta"``) or a MaskBank (``"bank"``).
+    An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way."""
+    spec = get_method(name)
+    return spec.function(task_vectors, **resolve_hyperparameters(name, overrides), **spec.device_arguments(device))

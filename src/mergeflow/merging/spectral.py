@@ -10,6 +10,7 @@ from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors, stack_tensors
 from mergeflow.merging.plan import InMemoryVectors, MergePlan, as_delta, delta_kernel, run_plan
 from mergeflow.merging.predicates import KeyPredicate
+from mergeflow.runtime.device import CPU
 
 # (stack of T task matrices, (T, m, n) with m >= n, in float32/64; transposed?) -> merged (m, n) matrix.
 MatrixMerge = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -33,10 +34,13 @@ def polar_factor(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def spectral_key(
-    key: str, tensors: Sequence[torch.Tensor], is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float
+    key: str, tensors: Sequence[torch.Tensor], is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float,
+    device: torch.device = CPU,
 ) -> torch.Tensor:
     """The per-key kernel of every SVD method: ``merge_matrix`` on matrix keys, non_matrix_scale * mean_t tau_t
     on the others.
+
+    ``merge_matrix`` (the SVDs) runs on ``device``; the merged key comes back to the inputs' device and dtype.
 
     Matrices are handed over in the tall orientation (wide ones transposed; ``transposed`` says so, for the
     one method whose rule is not transpose-symmetric) and transposed back. All-zero matrices (CLIP's untouched
@@ -51,17 +55,19 @@ def spectral_key(
         result = torch.zeros_like(stack[0])
     else:
         transposed = stack.shape[1] < stack.shape[2]
+        stack = stack.to(device)
         result = merge_matrix(stack.mT if transposed else stack, transposed)
         result = result.mT if transposed else result
-    return result.contiguous().to(tensors[0].dtype)
+    return result.contiguous().to(tensors[0].dtype).to(tensors[0].device)
 
 
-def spectral_plan(is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float) -> MergePlan:
-    """An SVD method as a plan: no global pass, ``spectral_key`` per key."""
-    return MergePlan(delta_kernel(lambda key, tensors: spectral_key(key, tensors, is_matrix, merge_matrix, non_matrix_scale)))
+def spectral_plan(is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float, device: torch.device = CPU) -> MergePlan:
+    """An SVD method as a plan: no global pass, ``spectral_key`` per key (its SVDs on ``device``)."""
+    return MergePlan(delta_kernel(lambda key, tensors: spectral_key(key, tensors, is_matrix, merge_matrix, non_matrix_scale, device)))
 
 
-def merge_per_key(task_vectors: TaskVectors, is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float) -> StateDict:
+def merge_per_key(task_vectors: TaskVectors, is_matrix: KeyPredicate, merge_matrix: MatrixMerge, non_matrix_scale: float,
+                  device: torch.device = CPU) -> StateDict:
     """Run ``spectral_key`` on every key of in-memory task vectors."""
     vectors = InMemoryVectors(task_vectors)
-    return as_delta(run_plan(spectral_plan(is_matrix, merge_matrix, non_matrix_scale), vectors))
+    return as_delta(run_plan(spectral_plan(is_matrix, merge_matrix, non_matrix_scale, device), vectors))

@@ -10,6 +10,7 @@ from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
+from mergeflow.runtime.device import CPU
 
 
 def tsv_per_task_rank(rank: int, num_tasks: int, fraction: float | None = None) -> int:
@@ -26,7 +27,8 @@ def tsv_per_task_rank(rank: int, num_tasks: int, fraction: float | None = None) 
 
 
 def tsv_m(
-    task_vectors: TaskVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix
+    task_vectors: TaskVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+    device: torch.device = CPU,
 ) -> StateDict:
     """scale * Delta, the TSV-M merged task vector (``compute_and_sum_svd_mem_reduction``, method TSVM).
 
@@ -34,12 +36,14 @@ def tsv_m(
     singular values and V^T rows in task order (slots from T*k to r stay zero), replace the U and V
     concatenations by their polar factors, and Delta = P_U diag(s) P_V. Other keys get the mean of tau_t, also
     times ``scale``. Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
+    The SVDs run on ``device``; the merged delta is on the task vectors' device.
     """
-    return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix))
+    return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix, device=device))
 
 
 def tsv_m_plan(
-    vectors: KeyVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix
+    vectors: KeyVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix,
+    device: torch.device = CPU,
 ) -> MergePlan:
     """TSV-M key by key (no global pass); see :func:`tsv_m`."""
     scale = check_number("scale", scale)
@@ -52,7 +56,7 @@ def tsv_m_plan(
         orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
         return scale * ((orthogonal_left * values_all) @ orthogonal_right)  # scale last: see merging.scaled
 
-    return spectral_plan(is_matrix, merge_matrix, scale)
+    return spectral_plan(is_matrix, merge_matrix, scale, device)
 
 
 def tsv_orthogonal_factors(

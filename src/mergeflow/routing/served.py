@@ -3,7 +3,9 @@
 The server holds what the paper's memory figure counts: the pretrained weights, the routing feature extractor's
 weights (the weight-averaged model), the mask bank with its masks still bit-packed, the router and the heads.
 A task's encoder is rebuilt from the bank when a group needs it and dropped after the group: never T experts.
-Weights are swapped with ``torch.func.functional_call``, so one encoder module serves every task.
+Weights are swapped with ``torch.func.functional_call``, so one encoder module serves every task. The servers run on
+``device`` (the encoder, held weights and heads move there once, a task's rebuilt weights per group, each batch at
+``predict``); routers stay where they were fitted (the CPU) and predictions come back on the CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mergeflow.errors import MergeflowError
 from mergeflow.models.classifier import preprocess_images
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
+from mergeflow.runtime.device import CPU, autocast_context, to_device
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class RoutedClassifier:
         preprocess: InputTransform,
         *,
         normalize_features: bool = False,
+        device: torch.device = CPU,
+        autocast: str = "none",
     ) -> None:
         if len(heads) != len(tasks):
             raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
@@ -102,21 +107,23 @@ class RoutedClassifier:
                 f"the router was calibrated for tasks {list(router.tasks)} but the mask bank holds {list(tasks)}: "
                 "recalibrate the router on the same suite"
             )
-        self.encoder = SwappableEncoder(encoder)
-        self.feature_weights = dict(feature_weights)
+        self.encoder = SwappableEncoder(encoder.to(device))
+        self.feature_weights = to_device(feature_weights, device)
         self.task_weights = task_weights
-        self.heads = list(heads)
+        self.heads = [head.to(device) for head in heads]
         self.tasks = list(tasks)
         self.router = router
         self.preprocess = preprocess
         self.normalize_features = normalize_features
+        self.device, self.autocast = device, autocast
 
     @torch.no_grad()
     def route(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B,) predicted task indices for preprocessed inputs."""
+        """(B,) predicted task indices for preprocessed inputs (on the router's device, the CPU for fitted routers)."""
         if self.router is None:
             raise MergeflowError("this server has no router: pass an assignment (oracle routing) to predict")
-        features = self.encoder(self.feature_weights, pixels)
+        with autocast_context(self.autocast, self.device):
+            features = self.encoder(self.feature_weights, pixels)
         if self.normalize_features:
             features = F.normalize(features, dim=-1)
         return self.router.route(features)
@@ -124,28 +131,32 @@ class RoutedClassifier:
     @torch.no_grad()
     def predict(self, images: torch.Tensor, assignment: torch.Tensor | None = None) -> Prediction:
         """Serve a batch of uint8 images; ``assignment`` (true task indices) replaces the router: oracle routing."""
-        pixels = self.preprocess(images)
+        pixels = self.preprocess(images.to(self.device))
         tasks = self.route(pixels) if assignment is None else assignment.to(torch.int64)
 
         def run_group(task: int, group: torch.Tensor) -> torch.Tensor:
-            weights = self.task_weights(task)
-            return _logits(self.encoder(weights, group), self.heads[task]).argmax(dim=-1)
+            weights = to_device(self.task_weights(task), self.device)
+            with autocast_context(self.autocast, self.device):
+                return _logits(self.encoder(weights, group), self.heads[task]).argmax(dim=-1)
 
-        return Prediction(tasks, grouped_apply(pixels, tasks, run_group))
+        return Prediction(tasks.cpu(), grouped_apply(pixels, tasks, run_group).cpu())
 
 
 class StaticClassifier:
     """The task-unknown baseline: one merged model for every input, each input scored with its own task's head
     (the convention of merging benchmarks' static rows); the encoder runs once per batch."""
 
-    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: InputTransform) -> None:
-        self.encoder = SwappableEncoder(encoder)
-        self.weights = dict(weights)
-        self.heads = list(heads)
+    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: InputTransform,
+                 *, device: torch.device = CPU, autocast: str = "none") -> None:
+        self.encoder = SwappableEncoder(encoder.to(device))
+        self.weights = to_device(weights, device)
+        self.heads = [head.to(device) for head in heads]
         self.preprocess = preprocess
+        self.device, self.autocast = device, autocast
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, tasks: torch.Tensor) -> Prediction:
-        features = self.encoder(self.weights, self.preprocess(images))
-        classes = grouped_apply(features, tasks, lambda task, group: _logits(group, self.heads[task]).argmax(dim=-1))
-        return Prediction(tasks.to(torch.int64), classes)
+        with autocast_context(self.autocast, self.device):
+            features = self.encoder(self.weights, self.preprocess(images.to(self.device)))
+            classes = grouped_apply(features, tasks, lambda task, group: _logits(group, self.heads[task]).argmax(dim=-1))
+        return Prediction(tasks.to(torch.int64), classes.cpu())
