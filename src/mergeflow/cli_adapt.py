@@ -19,7 +19,17 @@ if TYPE_CHECKING:
     import torch
 
 _ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)
-METHODS_HELP = "adamerging, adarank_ta, adarank_cart, adarank_tsv_m, adarank_iso_cts"
+
+
+def _methods_help() -> str:
+    """The method list for ``adapt --help``, from the declarations (torch-free), so it never goes stale."""
+    from mergeflow.declarations.adaptation import ADAPT_DECLARATIONS
+
+    lines = ["methods (--method) and their declared hyperparameters (--prior, --rank, --common; unset = the default):"]
+    for declaration in ADAPT_DECLARATIONS.values():
+        lines.append(f"  {declaration.name}: {declaration.summary}")
+        lines.extend(f"    {line.strip()}" for line in declaration.describe())
+    return "\n".join(lines)
 
 
 def _encoder_state(path: str) -> dict[str, torch.Tensor]:
@@ -92,8 +102,8 @@ def add_adapt_command(sub: argparse._SubParsersAction[_ParserT]) -> None:
         description=__doc__ + "\nexample: mergeflow adapt --method adarank_ta --model ViT-B-32 --base base.safetensors \\\n"
         "           --expert cars=cars.safetensors --expert dtd=dtd.safetensors --heads heads.safetensors \\\n"
         "           --inputs unlabelled.safetensors --steps 500 --prior 0.3 --out adapted.safetensors",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    adapt.add_argument("--method", required=True, metavar="NAME", help=f"one of {METHODS_HELP}")
+        epilog=_methods_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    adapt.add_argument("--method", required=True, metavar="NAME", help="an adaptation method (listed below)")
     adapt.add_argument("--model", required=True, metavar="OPEN_CLIP_NAME",
                        help="the open_clip architecture of the checkpoints (e.g. ViT-B-32, or mergeflow's mf-vit-minilm)")
     adapt.add_argument("--base", required=True, metavar="BASE.safetensors", help="theta_0's image encoder (or a whole CLIP)")
