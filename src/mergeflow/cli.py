@@ -55,11 +55,12 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 
 
 def _methods_help() -> str:
-    """The method list for ``merge --help``, generated from the registry so it never goes stale."""
-    from mergeflow.merging.registry import METHODS
+    """The method list for ``merge --help``, generated from the declarations (the registry binds every one of them,
+    and only them) so it never goes stale; the declarations are torch-free, so ``merge --help`` imports no torch."""
+    from mergeflow.declarations.merging import MERGE_DECLARATIONS
 
     lines = ["methods (--method) and their hyperparameters (--set key=value, default in brackets):"]
-    for method in METHODS.values():
+    for method in MERGE_DECLARATIONS.values():
         kind = "writes shared vector + mask bank, or --task's model" if method.returns == "bank" else "writes the merged model"
         lines.append(f"  {method.name}: {method.summary} [{kind}]")
         for parameter in method.hyperparameters:

@@ -3,42 +3,69 @@ bound to its in-memory function, its streaming plan and, for linear methods, its
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from mergeflow.declarations.common import HyperParameter, Setting
 from mergeflow.declarations.common import Value as Value  # re-exported: selection.py grids are of these
 from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
-from mergeflow.merging.bank import MaskBank
-from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
-from mergeflow.merging.cart import cart, cart_parts, cart_plan
-from mergeflow.merging.common import StateDict, TaskVectors
-from mergeflow.merging.emr import emr_merge, emr_plan
-from mergeflow.merging.iso import iso_c, iso_c_plan, iso_cts, iso_cts_plan
-from mergeflow.merging.plan import MergePlan
-from mergeflow.merging.scaled import ScaleParts, linear_parts
-from mergeflow.merging.tall import consensus_ta, consensus_ta_plan, tall_ta, tall_ta_plan, tall_ties, tall_ties_plan
-from mergeflow.merging.ties import ties_merge, ties_plan
-from mergeflow.merging.tsv import tsv_m, tsv_m_plan
-from mergeflow.runtime.device import CPU
+
+if TYPE_CHECKING:  # the method modules are imported when a method is first used, not with the registry
+    import torch
+
+    from mergeflow.merging.bank import MaskBank
+    from mergeflow.merging.common import StateDict, TaskVectors
+    from mergeflow.merging.plan import MergePlan
+    from mergeflow.merging.scaled import ScaleParts
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a method's code lives: ``module``'s ``function`` (in memory) and ``plan`` (streaming), and its scale
+    parts: ``"linear"`` (``scaled.linear_parts(function)``), the name of a function of ``module``, or None."""
+
+    module: str
+    function: str
+    plan: str
+    scale_parts: str | None = None
+
+    def load(self, name: str) -> Callable[..., object]:
+        return getattr(importlib.import_module(self.module), name)
 
 
 @dataclass(frozen=True)
 class MergeMethod:
     """A results-table method: its declaration (``declarations/merging.py``: what it returns, ``delta`` = one merged
     task vector or ``bank`` = a MaskBank, and its hyperparameters) bound to its plan (global passes + per-key
-    kernel), which ``function`` runs in memory and ``merging.streaming`` on files."""
+    kernel), which ``function`` runs in memory and ``merging.streaming`` on files. The method's module is imported
+    on first use of ``function``, ``plan`` or ``scale_parts`` (so ``merge ties`` does not import the SVD methods)."""
 
     declaration: MergeDeclaration
-    function: Callable[..., StateDict | MaskBank]
-    plan: Callable[..., MergePlan] | None = None  # (KeyVectors, **hyperparameters): the form the streaming runner uses
-    # (task vectors, **hyperparameters but scale) -> offset + scale * direction: a scale grid then costs one merge
-    scale_parts: ScaleParts | None = None
+    binding: Binding
     # whether ``function`` and ``scale_parts`` take ``device=`` (the SVD methods: their per-key SVDs run there)
     takes_device: bool = False
+
+    @property
+    def function(self) -> Callable[..., StateDict | MaskBank]:
+        return self.binding.load(self.binding.function)  # type: ignore[return-value]
+
+    @property
+    def plan(self) -> Callable[..., MergePlan]:
+        """(KeyVectors, **hyperparameters): the form the streaming runner uses."""
+        return self.binding.load(self.binding.plan)  # type: ignore[return-value]
+
+    @property
+    def scale_parts(self) -> ScaleParts | None:
+        """(task vectors, **hyperparameters but scale) -> offset + scale * direction: a scale grid then costs one merge."""
+        if self.binding.scale_parts is None:
+            return None
+        if self.binding.scale_parts == "linear":
+            from mergeflow.merging.scaled import linear_parts
+
+            return linear_parts(self.function)  # type: ignore[arg-type]
+        return self.binding.load(self.binding.scale_parts)  # type: ignore[return-value]
 
     @property
     def name(self) -> str:
@@ -65,24 +92,28 @@ class MergeMethod:
         return {"device": device} if self.takes_device else {}
 
 
-_BINDINGS: dict[str, tuple[Callable[..., StateDict | MaskBank], Callable[..., MergePlan], ScaleParts | None]] = {
-    "weight_averaging": (weight_averaging, weight_averaging_plan, None),
-    "task_arithmetic": (task_arithmetic, task_arithmetic_plan, linear_parts(task_arithmetic)),
-    "ties": (ties_merge, ties_plan, linear_parts(ties_merge)),
-    "tall_ta": (tall_ta, tall_ta_plan, None),
-    "tall_ties": (tall_ties, tall_ties_plan, None),
-    "consensus_ta": (consensus_ta, consensus_ta_plan, linear_parts(consensus_ta)),
-    "emr": (emr_merge, emr_plan, None),
-    "tsv_m": (tsv_m, tsv_m_plan, linear_parts(tsv_m)),
-    "cart": (cart, cart_plan, cart_parts),
-    "iso_c": (iso_c, iso_c_plan, linear_parts(iso_c)),
-    "iso_cts": (iso_cts, iso_cts_plan, linear_parts(iso_cts)),
+def _bind(module: str, function: str, scale_parts: str | None = None) -> Binding:
+    return Binding(f"mergeflow.merging.{module}", function, f"{function.removesuffix('_merge')}_plan", scale_parts)
+
+
+_BINDINGS: dict[str, Binding] = {
+    "weight_averaging": _bind("basic", "weight_averaging"),
+    "task_arithmetic": _bind("basic", "task_arithmetic", "linear"),
+    "ties": _bind("ties", "ties_merge", "linear"),
+    "tall_ta": _bind("tall", "tall_ta"),
+    "tall_ties": _bind("tall", "tall_ties"),
+    "consensus_ta": _bind("tall", "consensus_ta", "linear"),
+    "emr": _bind("emr", "emr_merge"),
+    "tsv_m": _bind("tsv", "tsv_m", "linear"),
+    "cart": _bind("cart", "cart", "cart_parts"),
+    "iso_c": _bind("iso", "iso_c", "linear"),
+    "iso_cts": _bind("iso", "iso_cts", "linear"),
 }
 assert set(_BINDINGS) == set(MERGE_DECLARATIONS), "every declared merging method is bound to its function, and only those"
 ON_DEVICE = ("tsv_m", "cart", "iso_c", "iso_cts")  # the SVD methods (merging.spectral)
 assert set(ON_DEVICE) <= set(_BINDINGS)
 METHODS: dict[str, MergeMethod] = {
-    name: MergeMethod(declaration, *_BINDINGS[name], takes_device=name in ON_DEVICE)
+    name: MergeMethod(declaration, _BINDINGS[name], takes_device=name in ON_DEVICE)
     for name, declaration in MERGE_DECLARATIONS.items()
 }
 
@@ -106,8 +137,11 @@ def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Settin
 
 
 def run_method(name: str, task_vectors: TaskVectors, overrides: Mapping[str, object] | None = None, *,
-               device: torch.device = CPU) -> StateDict | MaskBank:
+               device: torch.device | None = None) -> StateDict | MaskBank:
     """Merge with method ``name``: a delta to add to theta_0 (``returns == "delta"``) or a MaskBank (``"bank"``).
     An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way."""
+    from mergeflow.runtime.device import CPU
+
     spec = get_method(name)
-    return spec.function(task_vectors, **resolve_hyperparameters(name, overrides), **spec.device_arguments(device))
+    on_device = spec.device_arguments(CPU if device is None else device)
+    return spec.function(task_vectors, **resolve_hyperparameters(name, overrides), **on_device)
