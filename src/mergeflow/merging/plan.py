@@ -16,7 +16,7 @@ import torch
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StackedRows, StateDict, TaskVectors, merge_keys
-from mergeflow.merging.topk import magnitude_threshold
+from mergeflow.merging.topk import RadixObserver, magnitude_threshold
 
 
 class KeyVectors(Protocol):
@@ -28,8 +28,10 @@ class KeyVectors(Protocol):
 
     def tensors(self, key: str) -> list[torch.Tensor]: ...
 
-    def magnitude_thresholds(self, keep: float) -> list[torch.Tensor | None]:
-        """Per task, the global |x| threshold keeping a fraction ``keep`` (see ``topk.magnitude_threshold``)."""
+    def magnitude_thresholds(self, keep: float, final_pass: RadixObserver | None = None) -> list[torch.Tensor | None]:
+        """Per task, the global |x| threshold keeping a fraction ``keep`` (see ``topk.magnitude_threshold``).
+        A source that finds it by passes over the keys calls ``final_pass`` on its last one, for every key (see
+        ``topk.streamed_magnitude_thresholds``); one that needs no pass (in memory) never calls it."""
         ...
 
 
@@ -44,7 +46,7 @@ class InMemoryVectors:
     def tensors(self, key: str) -> list[torch.Tensor]:
         return [vector[key] for vector in self._vectors.values()]
 
-    def magnitude_thresholds(self, keep: float) -> list[torch.Tensor | None]:
+    def magnitude_thresholds(self, keep: float, final_pass: RadixObserver | None = None) -> list[torch.Tensor | None]:
         return [magnitude_threshold([vector[key] for key in self.keys], keep) for vector in self._vectors.values()]
 
 

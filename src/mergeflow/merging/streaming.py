@@ -4,8 +4,10 @@ Every registry method runs through its plan (``merging.plan``): the plan's globa
 kernel are the very code the in-memory functions run, so a streaming merge equals the in-memory one exactly.
 Peak memory is one key's tensors per expert (plus the output of that key), whatever the number of experts.
 Passes over the files: one for element-wise methods without statistics (TA, averaging, TALL-TA, Consensus-TA,
-SVD methods), two for EMR (rescalers, then output), four for TIES and TALL-TIES (two radix-select passes for
-the exact per-task thresholds, the sign votes, then output).
+SVD methods), two for EMR (rescalers, then output), three for TIES and TALL-TIES (two radix-select passes for the
+exact per-task thresholds, the sign votes counted on the second, see ``ties.SignVotes``, then output; four when the
+votes cannot be settled on that pass, which takes data built to defeat it; five for float64, whose radix select
+takes four passes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from mergeflow.merging.bankfile import bank_layout, bank_metadata, mask_name, me
 from mergeflow.merging.common import StackedRows, add_to_base, compute_dtype
 from mergeflow.merging.plan import MergePlan
 from mergeflow.merging.registry import get_method, resolve_hyperparameters
-from mergeflow.merging.topk import streamed_magnitude_thresholds
+from mergeflow.merging.topk import RadixObserver, streamed_magnitude_thresholds
 from mergeflow.statedict.bitpack import pack_bits
 from mergeflow.statedict.lazy import LazySafetensors, all_finite, check_compatible_files
 from mergeflow.statedict.writer import SafetensorsWriter
@@ -78,9 +80,10 @@ class StreamingVectors:
     def tensors(self, key: str) -> list[torch.Tensor]:
         return self.read(key)[1]
 
-    def magnitude_thresholds(self, keep: float) -> list[torch.Tensor | None]:
+    def magnitude_thresholds(self, keep: float, final_pass: RadixObserver | None = None) -> list[torch.Tensor | None]:
         wide = any(self.base.dtype(key) == torch.float64 for key in self.keys)
-        return streamed_magnitude_thresholds(self.keys, self.tensors, len(self.names), torch.float64 if wide else torch.float32, keep)
+        magnitude_dtype = torch.float64 if wide else torch.float32
+        return streamed_magnitude_thresholds(self.keys, self.tensors, len(self.names), magnitude_dtype, keep, final_pass=final_pass)
 
 
 @dataclass(frozen=True)
