@@ -82,7 +82,7 @@ def run(model: str, device: torch.device, experts: int, rank: int, batch: int, b
         chunks.append((pixels, one_hot))
     modes = {
         "static": lambda pixels, rows: static(pixels.to(device)).cpu(),
-        **{name: (lambda module: lambda pixels, rows: module(pixels, rows))(module) for name, module in served.items()},
+        **served,  # a MixedEncoder is called with (pixels, coefficient rows)
     }
     results = dict.fromkeys(MODES, 0.0)
     for index, (pixels, rows) in enumerate(chunks):  # the modes take turns on every batch: a load change hits all

@@ -4,20 +4,22 @@ Not a test. It writes T experts shaped like an open_clip image encoder to disk (
 of realistic size), then runs every method in a fresh subprocess (so one method's memory never hides
 another's: peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``) and prints
 
-    method | wall s | peak RSS MB | x read | x read+write
+    method | wall s | peak RSS MB | x read | x read+write | passes
 
 where ``wall s`` is the merge itself (``merging.streaming.merge_files``, output written to disk), ``x read``
 divides it by the time a fresh process takes to read the base and every expert once, tensor by tensor, and
 ``x read+write`` by that plus the time to write one model-sized file (the least any merge must do: read
-everything once, write its output once). TIES-based methods read everything four times (two radix-select
-passes for the exact thresholds, the sign votes, the output), EMR twice. Reads usually come from the page
-cache (the files were just written); writes go through the page cache to disk.
+everything once, write its output once). ``passes`` counts how many times the merge read every expert (counted
+in the child by wrapping ``StreamingVectors.read``): TIES-based methods three (two radix-select passes for the
+exact thresholds, the sign votes counted on the second, the output; four before issue 17), EMR two, the others
+one. Reads usually come from the page cache (the files were just written); writes go through the page cache to disk.
 
 Examples::
 
     python benchmarks/merge_bench.py                                   # 8 x ViT-B/32 (87.8 M params), all methods
     python benchmarks/merge_bench.py --methods task_arithmetic,ties,tall_ta,emr
     python benchmarks/merge_bench.py --experts 8 --preset vit-b-32 --dir /data/bench --keep
+    python benchmarks/merge_bench.py --experts 3 --preset tiny --methods ties,tall_ties   # a smoke run, seconds
 
 The documented large run (not part of any test; ~24 GB of weights on a 24 GB machine, so it only works
 because nothing holds more than one tensor per expert; it needs ~26 GB of free disk and takes a while)::
@@ -52,7 +54,8 @@ ALL_METHODS = (
 )
 
 # (width, layers, patch, image size, output dim) of open_clip's image towers.
-PRESETS = {"vit-b-32": (768, 12, 32, 224, 512), "vit-l-14": (1024, 24, 14, 224, 768)}
+# "tiny" (a few hundred thousand parameters) is for smoke runs of the script itself, not for figures.
+PRESETS = {"vit-b-32": (768, 12, 32, 224, 512), "vit-l-14": (1024, 24, 14, 224, 768), "tiny": (128, 2, 16, 64, 64)}
 
 
 def encoder_shapes(preset: str) -> dict[str, tuple[int, ...]]:
@@ -119,6 +122,7 @@ def _child(args: argparse.Namespace) -> None:
     from mergeflow.statedict.writer import SafetensorsWriter
 
     spec = json.loads(args.child)
+    _count_reads()
     start = time.perf_counter()
     if spec["method"] == "write":
         with LazySafetensors(spec["base"]) as handle:
@@ -134,11 +138,28 @@ def _child(args: argparse.Namespace) -> None:
                     total += handle.get(key, check_finite=False).numel()
     else:
         merge_files(spec["method"], spec["base"], spec["experts"], spec["out"])
-    print(json.dumps({"wall": time.perf_counter() - start}))
+    wall = time.perf_counter() - start
+    print(json.dumps({"wall": wall, "passes": max(READS.values(), default=0)}))
 
 
-def _measure(spec: dict[str, object]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one step in a fresh interpreter."""
+READS: dict[str, int] = {}  # key -> times the merge read it from every expert (one pass reads every key once)
+
+
+def _count_reads() -> None:
+    """Wrap ``StreamingVectors.read`` to count the passes a merge makes over the experts (negligible cost)."""
+    from mergeflow.merging.streaming import StreamingVectors
+
+    read = StreamingVectors.read
+
+    def counted(self, key):  # type: ignore[no-untyped-def]
+        READS[key] = READS.get(key, 0) + 1
+        return read(self, key)
+
+    StreamingVectors.read = counted  # type: ignore[method-assign]
+
+
+def _measure(spec: dict[str, object]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, passes over the experts) of one step in a fresh interpreter."""
     process = subprocess.Popen(
         [sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -147,7 +168,8 @@ def _measure(spec: dict[str, object]) -> tuple[float, float]:
     stdout, stderr = process.communicate()
     if process.returncode != 0:
         raise SystemExit(f"{spec['method']} failed:\n{stderr}")
-    return json.loads(stdout.strip().splitlines()[-1])["wall"], usage.ru_maxrss / 1024
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return result["wall"], usage.ru_maxrss / 1024, result["passes"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,20 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.experts} experts x {params / 1e6:.1f} M params ({args.preset}, float32) in {directory} "
               f"[written in {time.perf_counter() - start:.1f} s]; {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
         common = {"base": str(base), "experts": {name: str(path) for name, path in experts.items()}}
-        read_wall, read_rss = _measure({**common, "method": "read"})
+        read_wall, read_rss, _ = _measure({**common, "method": "read"})
         copy = directory / "out_write.safetensors"
-        write_wall, write_rss = _measure({**common, "method": "write", "out": str(copy)})
+        write_wall, write_rss, _ = _measure({**common, "method": "write", "out": str(copy)})
         write_wall -= read_wall / (args.experts + 1)  # the copy also read the base once
         copy.unlink(missing_ok=True)
         floor = read_wall + write_wall
-        print(f"{'method':<18}{'wall s':>9}{'peak RSS MB':>13}{'x read':>8}{'x read+write':>14}")
-        print(f"{'read (base+experts)':<18}{read_wall:>9.2f}{read_rss:>13.0f}{1.0:>8.2f}{read_wall / floor:>14.2f}")
-        print(f"{'write (one model)':<18}{write_wall:>9.2f}{write_rss:>13.0f}{write_wall / read_wall:>8.2f}{write_wall / floor:>14.2f}")
+        print(f"{'method':<18}{'wall s':>9}{'peak RSS MB':>13}{'x read':>8}{'x read+write':>14}{'passes':>8}")
+        print(f"{'read (base+experts)':<18}{read_wall:>9.2f}{read_rss:>13.0f}{1.0:>8.2f}{read_wall / floor:>14.2f}{1:>8}")
+        print(f"{'write (one model)':<18}{write_wall:>9.2f}{write_rss:>13.0f}{write_wall / read_wall:>8.2f}{write_wall / floor:>14.2f}{'-':>8}")
         for method in methods:
             out = directory / f"out_{method}.safetensors"
-            wall, rss = _measure({**common, "method": method, "out": str(out)})
+            wall, rss, passes = _measure({**common, "method": method, "out": str(out)})
             out.unlink(missing_ok=True)
-            print(f"{method:<18}{wall:>9.2f}{rss:>13.0f}{wall / read_wall:>8.2f}{wall / floor:>14.2f}", flush=True)
+            print(f"{method:<18}{wall:>9.2f}{rss:>13.0f}{wall / read_wall:>8.2f}{wall / floor:>14.2f}{passes:>8}", flush=True)
     finally:
         if not args.keep:
             if args.dir:  # only what this script wrote

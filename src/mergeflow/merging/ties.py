@@ -28,17 +28,12 @@ def _trimmed(tensors: Sequence[torch.Tensor], thresholds: list[torch.Tensor | No
     return trim_rows(stack_tensors(tensors), thresholds)
 
 
-def _votes(stack: torch.Tensor, thresholds: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """sign(sum_t trimmed_t) per column of one chunk's (T, n) stack, as int64: the sign vote of every entry."""
-    return torch.sign(trim_rows(stack, thresholds).sum(dim=0)).to(torch.int64)
-
-
 def _separate_vote_pass(vectors: KeyVectors, thresholds: list[torch.Tensor | None]) -> int:
     """The sum of the sign votes over every key, by a pass of its own (the reference the folded votes equal)."""
     sign_votes = 0
     for key in vectors.keys:
         for _, chunk in column_chunks(vectors.tensors(key)):
-            sign_votes += int(_votes(stack_tensors(chunk), thresholds).sum())
+            sign_votes += int(torch.sign(_trimmed(chunk, thresholds).sum(dim=0)).to(torch.int64).sum())
     return sign_votes
 
 
@@ -47,19 +42,19 @@ PENDING_LIMIT = 1 << 23  # entries (T per column) SignVotes may hold for columns
 
 class SignVotes:
     """TIES's sign votes counted on the last radix-select pass (``topk.RadixBracket``), before the thresholds are
-    known, so that TIES costs three passes over the experts instead of four, with the very same votes.
+    known, so that TIES costs three passes over the experts instead of four, with the very same majority sign.
 
-    Per chunk of a key (the chunks of the separate vote pass), the vote of each column is computed twice, as that
-    pass computes it, with every task's threshold at the bottom of its bracket (all uncertain entries kept) and at
-    its top (all dropped). A column with no uncertain entry has its vote then (both agree, and equal the real
-    one: its trimmed values are the same bits). A column with one uncertain entry, of task t with last digit d, has
-    vote "kept" if d >= the last digit of t's threshold and vote "dropped" otherwise: both are added to two
-    histograms of task t over d, and the sums are taken once the thresholds are known. No value is re-read.
+    Per chunk of a key (the chunks of the separate vote pass), the votes are computed as that pass computes them,
+    but with every task's threshold at the bottom of its bracket (every uncertain entry kept). A column with no
+    uncertain entry has its vote then: its trimmed values are the same bits as with the real thresholds, and so is
+    its sum. A column with one uncertain entry, of task t with last digit d, has that vote if d >= the last digit of
+    t's threshold (kept), and otherwise the vote of the column without it (dropped), which is settled from the exact
+    sum of the other entries (see ``settle``); both are added to histograms of task t over d, summed once the
+    thresholds are known. A column with several uncertain entries (about p^2 of them, p ~ 0.3 % per task at
+    k = 0.2) is kept, T values, up to ``limit`` entries, and settled after the pass with the real thresholds.
 
-    Columns with two or more uncertain entries (rare: about p^2 of them for p ~ 0.3 % per task at k = 0.2) are
-    kept, T values each, up to ``limit`` entries, and settled after the pass: trimmed with the real thresholds, a
-    column's vote is sign(exact sum) whenever every summation order gives that sign (<= 2 non-zero terms, all
-    partial sums exact, or |sum| beyond the rounding-error bound); only the sign of the total matters, so the few
+    A settled vote is the sign every summation order gives; the rare column whose vote depends on the order (a sum
+    cancelling below the rounding error) is left undecided, and since only the sign of the total matters, the
     undecided columns matter only if they could flip it. ``majority`` returns None (the caller then runs the
     separate pass) if they could, if the limit was passed, or if the last pass never came (nothing to trim).
     """
@@ -67,8 +62,10 @@ class SignVotes:
     def __init__(self, num_tasks: int, limit: int | None = None) -> None:
         self.num_tasks, self.limit = num_tasks, PENDING_LIMIT if limit is None else limit
         self.certain = 0
-        self.kept = np.zeros((num_tasks, 1 << 16), dtype=np.float64)  # integer counts, exact below 2^53
-        self.dropped = np.zeros((num_tasks, 1 << 16), dtype=np.float64)
+        bins = num_tasks << 16  # (task, last digit) flattened
+        self.kept = np.zeros(bins, dtype=np.float64)  # integer sums, exact below 2^53
+        self.dropped = np.zeros(bins, dtype=np.float64)
+        self.dropped_undecided = np.zeros(bins, dtype=np.float64)
         self.pending: list[torch.Tensor] = []
         self.pending_entries = 0
         self.over_limit = False
@@ -78,75 +75,108 @@ class SignVotes:
         self.keys_seen += 1
         if self.over_limit:
             return
-        uncertain = np.stack(bracket.match)  # (T, n): |x| inside the task's bracket
-        for task, lower in enumerate(bracket.lower):
+        # the uncertain entries, sparse (~p of each task's entries): column, task and last digit, by column
+        columns, tasks, digits = [], [], []
+        for task, (match, digit, lower) in enumerate(zip(bracket.match, bracket.digit, bracket.lower, strict=True)):
+            found = np.flatnonzero(match)
             if float(lower) == 0.0:  # the bracket starts at 0: exact zeros fall in it, and count for no vote
-                uncertain[task] &= bracket.digit[task] != 0
-        count = uncertain.sum(axis=0)
+                found = found[digit[found] != 0]
+            columns.append(found)
+            tasks.append(np.full(len(found), task, dtype=np.int64))
+            digits.append(digit[found].astype(np.int64))
+        column = np.concatenate(columns)
+        order = np.argsort(column, kind="stable")
+        column, task_of, digit_of = column[order], np.concatenate(tasks)[order], np.concatenate(digits)[order]
+        uncertain, first, count = np.unique(column, return_index=True, return_counts=True)
+        single = count == 1
+        single_columns, single_bins = uncertain[single], (task_of[first[single]] << 16) | digit_of[first[single]]
+        single_tasks, several_columns = task_of[first[single]], uncertain[count >= 2]
+        kept_votes: list[np.ndarray] = []
+        withouts: list[torch.Tensor] = []  # the single-uncertain columns without their uncertain entry
         for start, chunk in column_chunks(tensors):
             stop = start + chunk[0].numel()
-            stack = stack_tensors(chunk)
-            here = count[start:stop]
-            vote_low = _votes(stack, bracket.lower).numpy()
-            self.certain += int(vote_low[here == 0].sum())
-            single = here == 1
-            if single.any():
-                vote_high = _votes(stack, bracket.upper).numpy()
-                for task in range(self.num_tasks):
-                    chosen = single & uncertain[task, start:stop]
-                    if chosen.any():
-                        digits = bracket.digit[task][start:stop][chosen]
-                        self.kept[task] += np.bincount(digits, weights=vote_low[chosen], minlength=1 << 16)
-                        self.dropped[task] += np.bincount(digits, weights=vote_high[chosen], minlength=1 << 16)
-            several = np.flatnonzero(here >= 2)
+            trimmed = trim_rows(stack_tensors(chunk), bracket.lower)
+            vote_low = torch.sign(trimmed.sum(dim=0)).to(torch.int64)
+            here = uncertain[np.searchsorted(uncertain, start) : np.searchsorted(uncertain, stop)] - start
+            self.certain += int(vote_low.sum()) - int(vote_low[torch.from_numpy(here)].sum())
+            low, high = np.searchsorted(single_columns, start), np.searchsorted(single_columns, stop)
+            if high > low:
+                local = torch.from_numpy(single_columns[low:high] - start)
+                kept_votes.append(vote_low[local].numpy())
+                without = trimmed[:, local]
+                without[torch.from_numpy(single_tasks[low:high]), torch.arange(len(local))] = 0.0
+                withouts.append(without)
+            several = several_columns[np.searchsorted(several_columns, start) : np.searchsorted(several_columns, stop)] - start
             if len(several):
                 self.pending_entries += len(several) * self.num_tasks
                 if self.pending_entries > self.limit:
                     self.over_limit, self.pending = True, []
                     return
-                self.pending.append(stack[:, torch.from_numpy(several)].clone())
+                self.pending.append(stack_tensors(chunk)[:, torch.from_numpy(several)].clone())
+        if kept_votes:  # once per key: fewer, larger calls
+            votes, settled = settle(torch.cat(withouts, dim=1))
+            votes_np, settled_np = votes.numpy(), settled.numpy()
+            _histogram_add(self.kept, single_bins, np.concatenate(kept_votes))
+            _histogram_add(self.dropped, single_bins[settled_np], votes_np[settled_np])
+            _histogram_add(self.dropped_undecided, single_bins[~settled_np], np.ones(int((~settled_np).sum())))
 
     def majority(self, thresholds: list[torch.Tensor | None], num_keys: int) -> float | None:
         """sign(sum of all votes) for these thresholds, or None if it must come from a separate pass."""
         if self.over_limit or self.keys_seen != num_keys or any(threshold is None for threshold in thresholds):
             return None
-        votes = self.certain
+        votes, undecided = self.certain, 0
         for task, threshold in enumerate(thresholds):
             assert threshold is not None
-            digit = last_digit(threshold)
-            votes += int(self.kept[task, digit:].sum()) + int(self.dropped[task, :digit].sum())
-        undecided = 0
+            first, digit, end = task << 16, (task << 16) + last_digit(threshold), (task + 1) << 16
+            votes += int(self.kept[digit:end].sum()) + int(self.dropped[first:digit].sum())
+            undecided += int(self.dropped_undecided[first:digit].sum())
         for block in self.pending:
-            decided, unknown = settled_votes(trim_rows(block, thresholds))
-            votes += decided
-            undecided += unknown
+            block_votes, settled = settle(trim_rows(block, thresholds))
+            votes += int(block_votes[settled].sum())
+            undecided += int((~settled).sum())
         if undecided and abs(votes) <= undecided:
             return None
         return float((votes > 0) - (votes < 0))
 
 
-def settled_votes(trimmed: torch.Tensor) -> tuple[int, int]:
-    """(sum of the votes sign(sum_t x_t) of the columns of ``trimmed`` whose vote every summation order gives,
-    number of the other columns). A column is settled when it has at most two non-zero terms (one rounding of
-    the exact sum), when every partial sum is exact (all terms multiples of g and sum |x| <= 2^p g, p the
-    precision), or when |exact sum| exceeds the worst rounding error of any order, gamma_{T-1} * sum |x|."""
+def _histogram_add(histogram: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> None:
+    """histogram[bins] += weights, repeated bins adding up (in place: no T x 65536 temporary)."""
+    np.add.at(histogram, bins, weights)
+
+
+def settle(trimmed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vote sign(sum_t x_t) per column of ``trimmed`` as int64, whether every summation order gives that vote).
+
+    Settled: a column with at most two non-zero terms (one rounding of the exact sum), one whose partial sums are
+    all exact (every term a multiple of g and sum |x| <= 2^p g, p the precision), or one whose exact sum exceeds
+    the worst rounding error of any order, gamma_{T-1} * sum |x|. The vote is sign(exact sum) there (computed in
+    float64 with an error bound); elsewhere it is meaningless."""
     wide = trimmed.to(torch.float64)
     terms = wide.shape[0]
     precision = 53 if trimmed.dtype == torch.float64 else 24
     nonzero = wide != 0
     magnitude = wide.abs().sum(dim=0) * (1 + 2 * terms * 2.0**-53)  # an upper bound of sum |x|
     total = wide.sum(dim=0)  # error <= (terms - 1) 2^-53 sum |x|
-    mantissa, exponent = torch.frexp(wide)
-    integer = (mantissa.abs() * 2.0**53).to(torch.int64)
-    lowest = (integer & -integer).clamp(min=1).to(torch.float64).log2().to(torch.int64) + exponent.to(torch.int64) - 53
-    grain = torch.where(nonzero, lowest, torch.full_like(lowest, 1 << 20)).min(dim=0).values
-    exact = magnitude <= torch.ldexp(torch.ones_like(magnitude), (grain + precision).clamp(max=1000).to(torch.float64))
     unit = 2.0**-precision
-    bound = (terms - 1) * unit / (1 - (terms - 1) * unit) * magnitude + terms * 2.0**-53 * magnitude
+    bound = ((terms - 1) * unit / (1 - (terms - 1) * unit) + terms * 2.0**-53) * magnitude
     finite = magnitude < torch.finfo(trimmed.dtype).max / 2
-    settled = finite & ((nonzero.sum(dim=0) <= 2) | exact | (total.abs() > bound))
-    votes = torch.sign(total[settled]).to(torch.int64)
-    return int(votes.sum()), int((~settled).sum())
+    settled = finite & ((nonzero.sum(dim=0) <= 2) | (total.abs() > bound))
+    rest = (finite & ~settled).nonzero().flatten()
+    if len(rest):  # the exact-partial-sums rule, only where the cheap ones did not settle
+        part = wide[:, rest]
+        mantissa, exponent = torch.frexp(part)
+        integer = (mantissa.abs() * 2.0**53).to(torch.int64)
+        lowest = (integer & -integer).clamp(min=1).to(torch.float64).log2().to(torch.int64) + exponent.to(torch.int64) - 53
+        grain = torch.where(part != 0, lowest, torch.full_like(lowest, 1 << 20)).min(dim=0).values
+        limit = torch.ldexp(torch.ones(len(rest), dtype=torch.float64), (grain + precision).clamp(max=1000).to(torch.float64))
+        settled[rest] = magnitude[rest] <= limit
+    return torch.sign(total).to(torch.int64), settled
+
+
+def settled_votes(trimmed: torch.Tensor) -> tuple[int, int]:
+    """(sum of the settled columns' votes, number of unsettled columns), see ``settle``."""
+    votes, settled = settle(trimmed)
+    return int(votes[settled].sum()), int((~settled).sum())
 
 
 def ties_statistics(vectors: KeyVectors, k: float) -> TiesStatistics:
