@@ -12,6 +12,7 @@ import torch
 from mergeflow.declarations.common import HyperParameter, Setting
 from mergeflow.declarations.common import Value as Value  # re-exported: selection.py grids are of these
 from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
+from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.basic import task_arithmetic, task_arithmetic_plan, weight_averaging, weight_averaging_plan
 from mergeflow.merging.cart import cart, cart_parts, cart_plan
@@ -105,9 +106,40 @@ def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Settin
     return merge_declaration(name).parse_assignments(assignments)
 
 
+def check_meaningful(name: str, tasks: int, overrides: Mapping[str, object] | None = None) -> None:
+    """Refuse settings that make method ``name`` meaningless for ``tasks`` experts, by its declared rule
+    (``Declaration.check_meaningful``): params validation, the API, ``mergeflow merge`` and the merge@ stages call this."""
+    merge_declaration(name).check_meaningful(resolve_hyperparameters(name, overrides), tasks)
+
+
+NO_EFFECT_HINT = "check the hyperparameters (a threshold that selects nothing?) and that the experts differ from the base"
+
+
+def require_effect(name: str, result: StateDict | MaskBank) -> None:
+    """The generic guard behind the declared rules: a merge whose output is theta_0 unchanged is refused, whatever
+    made it so. A delta with no nonzero entry; a mask bank in which some task's mask keeps no nonzero entry of the
+    shared vector (or its rescaler is 0), so that task's model would be theta_0."""
+    if isinstance(result, MaskBank):
+        unchanged = [task for task, masks in result.masks.items()
+                     if result.rescalers.get(task, 1.0) == 0
+                     or not any(bool((mask & (result.merged[key] != 0)).any()) for key, mask in masks.items())]
+        if unchanged:
+            raise MergeflowError(f"{name}: the model of task(s) {', '.join(unchanged)} would be theta_0 unchanged (the mask "
+                                 f"keeps no nonzero entry of the shared vector); {NO_EFFECT_HINT}")
+    elif not any(bool(value.any()) for value in result.values()):
+        raise MergeflowError(f"{name}: the merged model would be theta_0 unchanged (every entry of the merged task vector "
+                             f"is zero); {NO_EFFECT_HINT}")
+
+
 def run_method(name: str, task_vectors: TaskVectors, overrides: Mapping[str, object] | None = None, *,
                device: torch.device = CPU) -> StateDict | MaskBank:
     """Merge with method ``name``: a delta to add to theta_0 (``returns == "delta"``) or a MaskBank (``"bank"``).
-    An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way."""
+    An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way. Degenerate
+    settings (:func:`check_meaningful`) and a result equal to theta_0 (:func:`require_effect`) are refused."""
     spec = get_method(name)
-    return spec.function(task_vectors, **resolve_hyperparameters(name, overrides), **spec.device_arguments(device))
+    hyperparameters = resolve_hyperparameters(name, overrides)
+    if isinstance(task_vectors, Mapping) and task_vectors:  # otherwise the method's own validation says what is wrong
+        check_meaningful(name, len(task_vectors), hyperparameters)
+    result = spec.function(task_vectors, **hyperparameters, **spec.device_arguments(device))
+    require_effect(name, result)
+    return result

@@ -51,8 +51,13 @@ def tsv_m_plan(
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         per_task = tsv_per_task_rank(stack.shape[2], num_tasks, rank)
-        if per_task == 0:
-            return torch.zeros_like(stack[0])
+        if per_task == 0:  # the matrix would stay at theta_0 (all-zero matrices never get here: spectral_key)
+            kept = "int(r/T)" if rank is None else f"int({rank} * r)"
+            raise MergeflowError(
+                f"tsv_m: a {tuple(stack.shape[1:])} matrix has rank r = {stack.shape[2]}; with {num_tasks} experts {kept} = 0 "
+                f"keeps none of its components and it would stay at theta_0; "
+                + (f"merge at most {stack.shape[2]} experts" if rank is None else f"raise rank to at least 1/{stack.shape[2]}")
+            )
         orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
         return scale * ((orthogonal_left * values_all) @ orthogonal_right)  # scale last: see merging.scaled
 
