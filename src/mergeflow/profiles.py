@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from mergeflow.errors import MergeflowError
+from mergeflow.yamlfile import read_yaml
 
 EXTENDS = "extends"
 REPLACE = "__replace__"  # in an overlay's mapping: replace the base's mapping whole instead of merging into it
@@ -34,10 +35,7 @@ DECLARED_BLOCKS = ("merge", "adapt", "dynamic", "lora")
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise MergeflowError(f"{path}: cannot read the profile ({exc})") from exc
+    raw = read_yaml(path, "profile")  # one line for a missing, unreadable, non-UTF-8 or invalid file or a key twice
     if not isinstance(raw, dict):
         raise MergeflowError(f"{path}: expected a mapping of sections at the top level")
     return raw
