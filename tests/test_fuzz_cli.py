@@ -315,6 +315,12 @@ def _argv_cases() -> dict[str, Callable[[Files, Path], list[str]]]:
         "route fit unknown router": lambda f, out: ["route", "fit", "--router", "magic", "--features", str(f.features), "--out", str(out)],
         "route fit --eps abc": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--eps", "abc"],
         "route fit --samples 0": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--samples", "0"],
+        "route fit --samples -3": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--samples", "-3"],
+        "route fit --samples 1": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--samples", "1"],
+        "route fit --eps nan": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--eps", "nan"],
+        "route fit --eps inf": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--eps", "inf"],
+        "route fit --eps -1": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--eps=-1"],
+        "route fit --eps 0": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out), "--eps", "0"],
         "route fit --samples 1000": lambda f, out: ["route", "fit", "--features", str(f.features), "--out", str(out),
                                                     "--samples", "1000"],
         "route fit one task": lambda f, out: ["route", "fit", "--features", str(f.heads.parent / "one_task.safetensors"),
@@ -338,6 +344,61 @@ def _argv_cases() -> dict[str, Callable[[Files, Path], list[str]]]:
 
 
 ARGV_CASES = _argv_cases()
+
+# `adapt` with checkpoints of the real architecture (mf-vit-tiny's image encoder), so each wrong value reaches its check.
+ADAPT_VALUES = {
+    "--lr nan": ["--lr", "nan"], "--lr inf": ["--lr", "inf"], "--lr -1": ["--lr=-1"], "--lr 0": ["--lr", "0"],
+    "--steps -1": ["--steps=-1"], "--batch-size 0": ["--batch-size", "0"], "--batch-size -2": ["--batch-size=-2"],
+    "--prior nan": ["--prior", "nan"], "--prior inf": ["--prior", "inf"], "--rank 2": ["--rank", "2"],
+    "--rank nan": ["--rank", "nan"], "--rank -0.5": ["--rank=-0.5"], "--common for adarank_ta": ["--common", "0.5"],
+    "--method adarank_iso_cts --common 1.5": ["--method", "adarank_iso_cts", "--common", "1.5"],
+    "--model unknown": ["--model", "ViT-Magic-1"], "--model of another shape": ["--model", "mf-vit-minilm"],
+    "inputs of another size": ["--inputs", "small_inputs.safetensors"], "heads of another width": ["--heads", "narrow_heads.safetensors"],
+}
+
+
+@pytest.fixture(scope="module")
+def encoder_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mergeflow.models.backbone import create_clip
+    from mergeflow.models.clip_parts import visual
+
+    root = tmp_path_factory.mktemp("adapt")
+    encoder = visual(create_clip("mf-vit-tiny", pretrained=None, pretrained_text=False))
+    state = {key: value.detach().clone().contiguous() for key, value in encoder.state_dict().items()}
+    save_file(state, root / "base.safetensors")
+    generator = torch.Generator().manual_seed(SEED)
+    for name in ("cars", "dtd"):
+        save_file({key: value + 0.01 * torch.randn(value.shape, generator=generator) for key, value in state.items()},
+                  root / f"{name}.safetensors")
+    width = int(encoder(torch.zeros(1, 3, 32, 32)).shape[-1])
+    save_file({name: torch.randn(3, width, generator=generator) for name in ("cars", "dtd")}, root / "heads.safetensors")
+    save_file({name: torch.randn(2, width + 1, generator=generator) for name in ("cars", "dtd")}, root / "narrow_heads.safetensors")
+    save_file({name: torch.randn(4, 3, 32, 32, generator=generator) for name in ("cars", "dtd")}, root / "inputs.safetensors")
+    save_file({name: torch.randn(4, 3, 9, 9, generator=generator) for name in ("cars", "dtd")}, root / "small_inputs.safetensors")
+    return root
+
+
+@pytest.mark.parametrize("case", list(ADAPT_VALUES))
+def test_adapt_wrong_values(encoder_files: Path, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    extra = [str(encoder_files / item) if item.endswith(".safetensors") else item for item in ADAPT_VALUES[case]]
+    argv = ["adapt", "--method", "adarank_ta", "--model", "mf-vit-tiny", "--base", str(encoder_files / "base.safetensors"),
+            "--expert", f"cars={encoder_files / 'cars.safetensors'}", "--expert", f"dtd={encoder_files / 'dtd.safetensors'}",
+            "--heads", str(encoder_files / "heads.safetensors"), "--inputs", str(encoder_files / "inputs.safetensors"),
+            "--out", str(out_dir / "out.safetensors"), "--steps", "1", *extra]  # later flags win: the case's own
+    code, err = _run_in_process(argv, capsys)
+    _assert_refused(code, err, out_dir, f"adapt {case}")
+
+
+def test_adapt_runs_on_the_valid_encoder_files(encoder_files: Path, tmp_path: Path) -> None:
+    """The control: the same command without a wrong value succeeds (so the cases above fail for their value)."""
+    out = tmp_path / "out.safetensors"
+    assert main(["adapt", "--method", "adarank_ta", "--model", "mf-vit-tiny", "--base", str(encoder_files / "base.safetensors"),
+                 "--expert", f"cars={encoder_files / 'cars.safetensors'}", "--expert", f"dtd={encoder_files / 'dtd.safetensors'}",
+                 "--heads", str(encoder_files / "heads.safetensors"), "--inputs", str(encoder_files / "inputs.safetensors"),
+                 "--out", str(out), "--steps", "1"]) == 0
+    assert out.exists()
 
 
 @pytest.fixture(scope="module")
