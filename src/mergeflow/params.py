@@ -18,9 +18,8 @@ from mergeflow.declarations.lora import lora_declaration
 from mergeflow.declarations.merging import merge_declaration
 from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
-from mergeflow.profiles import EXTENDS, resolve_profile
+from mergeflow.profiles import EXTENDS, read_yaml, resolve_profile
 from mergeflow.runtime.spec import AUTOCAST_HELP, DEVICE_HELP, is_autocast_mode, is_device_spec
-from mergeflow.yamlfile import read_yaml
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
