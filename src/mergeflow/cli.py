@@ -25,13 +25,18 @@ def _cmd_check_params(args: argparse.Namespace) -> None:
 
 def _cmd_results(args: argparse.Namespace) -> None:
     import pandas as pd
+    from pyarrow import ArrowException
 
     from mergeflow.evaluation.results import pivot
 
+    if not os.path.exists(args.path):
+        raise MergeflowError(f"{args.path}: no such file; run the pipeline first (dvc repro) or give --path")
+    if os.path.isdir(args.path):
+        raise MergeflowError(f"{args.path}: is a directory; give the results table's Parquet file")
     try:
         table = pd.read_parquet(args.path)
-    except (FileNotFoundError, OSError) as exc:
-        raise MergeflowError(f"{args.path}: cannot read the results table ({exc}); run the pipeline first") from exc
+    except (OSError, ValueError, ArrowException) as exc:  # ArrowInvalid: not Parquet at all
+        raise MergeflowError(f"{args.path}: not a readable Parquet results table ({' '.join(str(exc).split())})") from None
     print(pivot(table, args.metric).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Merge fine-tuned experts into one multi-task model and route inputs whose task is unknown. "
         "The pipeline itself runs with `dvc repro`; these commands inspect and use its artifacts.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error (for bug reports)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check-params", help="validate params.yaml and report the first problem by key")
     check.add_argument("path", nargs="?", default="params.yaml")
@@ -133,12 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: 0 on success; a user error (MergeflowError, or the system refusing a file) is one line and
+    exit 2; anything else is a bug in mergeflow, one line and exit 1, its traceback shown with ``--debug``."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except MergeflowError as exc:
+        if args.debug:
+            raise
         print(f"mergeflow: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the system refuses (permissions, a full disk) that no layer below named
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mergeflow: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a programming error: say so in one line, the traceback with --debug
+        if args.debug:
+            raise
+        message = " ".join(str(exc).split())
+        print(f"mergeflow: internal error ({type(exc).__name__}: {message[:300]}); rerun with --debug for the traceback",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mergeflow.data.suites import suite_kind, suite_tasks
@@ -18,7 +18,7 @@ from mergeflow.declarations.lora import lora_declaration
 from mergeflow.declarations.merging import merge_declaration
 from mergeflow.declarations.routing import ROUTER_NAMES
 from mergeflow.errors import MergeflowError
-from mergeflow.profiles import EXTENDS, resolve_profile
+from mergeflow.profiles import EXTENDS, read_yaml, resolve_profile
 from mergeflow.runtime.spec import AUTOCAST_HELP, DEVICE_HELP, is_autocast_mode, is_device_spec
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -28,7 +28,9 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # allow_inf_nan=False: no NaN or infinity in any float field (``lr: .inf`` passed ``gt=0``); a field that means
+    # to allow one says so with ``Field(allow_inf_nan=True)``. Declared hyperparameters refuse them in their checks.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SplitSizes(_Section):
@@ -181,7 +183,7 @@ class RejectParams(_Section):
 class RoutingAnalysisParams(_Section):
     """The sweeps of the MAD analyses (Tables 6, F1, F2, F7, 5 of the paper)."""
 
-    samples: list[PositiveInt] = Field(min_length=1)
+    samples: list[Annotated[int, Field(ge=2)]] = Field(min_length=1)
     seeds: list[NonNegativeInt] = Field(min_length=1)
     eps: list[PositiveFloat] = Field(min_length=1)
     seen_tasks: list[str] = Field(min_length=1)
@@ -195,7 +197,7 @@ class RouteParams(_Section):
     feature_models: list[str] = Field(min_length=1)
     feature_model: str
     normalize: bool
-    samples: PositiveInt
+    samples: Annotated[int, Field(ge=2)]  # a covariance (and MAD's spread) of one sample is degenerate
     eps: PositiveFloat
     seed: NonNegativeInt
     routers: list[str] = Field(min_length=1)
@@ -393,6 +395,8 @@ class Params(_Section):
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
         self._route_names_are_merged()
+        self._merges_are_meaningful()
+        self._sizes_fit_the_data()
         too_many = [k for k in self.lora.settings("tr")["top_k"] if k > len(self.suite.tasks)]
         if too_many:
             raise ValueError(f"lora.tr.top_k: {too_many} exceed the {len(self.suite.tasks)} tasks of suite.tasks")
@@ -423,6 +427,39 @@ class Params(_Section):
             raise ValueError(f"route.analysis.seen_tasks: {unknown} not in suite.tasks")
         if len(route.analysis.seen_tasks) >= len(self.suite.tasks):
             raise ValueError("route.analysis.seen_tasks: leave at least one task unseen (the unseen-task analysis needs one)")
+
+
+    def _merges_are_meaningful(self) -> None:
+        """Every merge@ stage's settings (each grid candidate too) against its method's declared "meaningful when"
+        rule for the suite's task count (``Declaration.check_meaningful``): the stage would refuse them anyway."""
+        tasks = len(self.suite.tasks)
+        for name in self.merge.methods:
+            settings = self.merge.settings[name]
+            candidates = [dict(settings.hyperparameters)]
+            for grid_name, grid in settings.grids.items():
+                candidates = [{**settings.hyperparameters, grid_name: value} for value in grid]
+            for candidate in candidates:
+                declaration = merge_declaration(name)
+                try:
+                    declaration.check_meaningful(declaration.resolve(candidate), tasks)
+                except MergeflowError as exc:
+                    raise ValueError(f"merge.{name}: {str(exc).removeprefix(f'{name}: ')} (suite.tasks has {tasks})") from None
+
+    def _sizes_fit_the_data(self) -> None:
+        """Sizes drawn from a split must fit in it: calibration samples from the training split, a batch of
+        unlabelled inputs from the adaptation pool (ceil(data_fraction * test) inputs per task)."""
+        train = self.suite.samples.train
+        if self.route.samples > train:
+            raise ValueError(f"route.samples: {self.route.samples} calibration samples per task, but suite.samples.train "
+                             f"draws only {train} training inputs per task")
+        larger = [count for count in self.route.analysis.samples if count > train]
+        if larger:
+            raise ValueError(f"route.analysis.samples: {larger} exceed the {train} training inputs per task (suite.samples.train)")
+        pool = max(1, math.ceil(self.adapt.data_fraction * self.suite.samples.test))
+        if self.adapt.methods and self.adapt.batch_size > pool:
+            raise ValueError(f"adapt.batch_size: {self.adapt.batch_size} inputs per batch, but the adaptation pool holds "
+                             f"{pool} per task (adapt.data_fraction {self.adapt.data_fraction} of suite.samples.test "
+                             f"{self.suite.samples.test})")
 
 
 def _describe(error: ValidationError, source: str) -> str:
@@ -457,11 +494,7 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     """Read and validate params.yaml, or a profile (``--params profiles/backbone.yaml``): an overlay is resolved first."""
     if not os.path.exists(path):
         raise MergeflowError(f"{path}: not found; run stages from the project root")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        raise MergeflowError(f"{path}: not valid YAML ({exc})") from exc
+    raw = read_yaml(path, "params file")  # a directory, unreadable, not UTF-8, not YAML, a key twice: one line
     if isinstance(raw, dict) and EXTENDS in raw:
         raw = resolve_profile(path)
     return parse_params(raw, str(path))

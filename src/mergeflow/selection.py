@@ -19,7 +19,7 @@ from mergeflow.declarations.common import check_grids
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank
 from mergeflow.merging.common import StateDict, TaskVectors
-from mergeflow.merging.registry import Value, get_method, resolve_hyperparameters, run_method
+from mergeflow.merging.registry import Value, check_meaningful, get_method, require_effect, resolve_hyperparameters, run_method
 from mergeflow.merging.scaled import ScaledMerge, exactly_rescalable
 from mergeflow.runtime.device import CPU
 
@@ -160,6 +160,16 @@ def merge_selecting(
         return run_method(method, task_vectors, hyperparameters, device=device), {}
     check_grids(method, grids, hyperparameters)
     ((name, grid),) = grids.items()
+    for value in grid:  # every candidate must be meaningful (declared rules), before any merge runs
+        check_meaningful(method, len(task_vectors), {**hyperparameters, name: value})
+    result, selections = _select(method, task_vectors, hyperparameters, name, grid, score, device)
+    require_effect(method, result)
+    return result, selections
+
+
+def _select(method: str, task_vectors: TaskVectors, hyperparameters: Mapping[str, Value], name: str, grid: Sequence[Value],
+            score: Callable[[Candidate, str], float], device: torch.device) -> tuple[Candidate, dict[str, Selection[Value] | SharedSelection[Value]]]:
+    """The grid search of :func:`merge_selecting`: the chosen candidate and the selection."""
     tasks, candidate = list(task_vectors), _candidates(method, task_vectors, hyperparameters, name, device)
 
     def scored(task: str, value: Value) -> float:

@@ -27,7 +27,7 @@ from mergeflow.statedict.writer import SafetensorsWriter
 
 TASKS = ("alpha", "beta", "gamma")
 # Non-default values where they matter, so the streamed statistics are exercised away from the defaults.
-OVERRIDES: dict[str, dict[str, object]] = {"ties": {"k": 0.3}, "tall_ties": {"k": 0.35, "lam": 0.5}, "tsv_m": {"rank": 0.2}}
+OVERRIDES: dict[str, dict[str, object]] = {"ties": {"k": 0.3}, "tall_ties": {"k": 0.35, "lam": 0.5}, "tsv_m": {"rank": 1 / 3}}  # int(r / 3) >= 1 for every matrix (r >= 3)
 
 
 def _models(dtype: torch.dtype, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:

@@ -18,6 +18,9 @@ Setting = Value | list[Value]  # a resolved hyperparameter: a list only for ``ma
 GRID_SUFFIX = "_grid"  # params.yaml: ``<name>_grid`` lists candidates chosen on validation (mergeflow.selection)
 _KIND_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
 _KIND_NAMES = {float: "number", int: "integer", str: "string", bool: "boolean"}
+# A "meaningful when" rule of a declaration: (resolved settings, number of tasks/experts) -> None when the setting
+# means something, else the reason it does not (one line, what to change), e.g. a threshold no entry can pass.
+Rule = Callable[[Mapping[str, object], int], str | None]
 
 
 def check_number(name: str, value: object) -> float:
@@ -134,12 +137,31 @@ class HyperParameter:
 @dataclass(frozen=True)
 class Declaration:
     """A method as its users see it: its name, a one-line summary and its hyperparameters. ``refuses`` names
-    settings that mean nothing for this method, with the reason given to whoever sets them."""
+    settings that mean nothing for this method, with the reason given to whoever sets them.
+
+    When the method is meaningful at all is declared too: ``min_tasks`` experts at least (``min_tasks_reason`` says
+    why), and every rule in ``meaningful_when`` (settings vs the number of tasks: a threshold above the task count,
+    a fraction that rounds to nothing). :meth:`check_meaningful` applies them; params validation, the API, the CLI
+    and the stages all call it, so a degenerate configuration is refused by the same rule everywhere."""
 
     name: str
     summary: str
     hyperparameters: tuple[HyperParameter, ...] = ()
     refuses: Mapping[str, str] = field(default_factory=dict)
+    min_tasks: int = 1
+    min_tasks_reason: str = ""
+    meaningful_when: tuple[Rule, ...] = ()
+
+    def check_meaningful(self, settings: Mapping[str, object], tasks: int) -> None:
+        """Refuse, in one line, settings (resolved: defaults filled in) that make the method meaningless for
+        ``tasks`` experts."""
+        if tasks < self.min_tasks:
+            reason = f": {self.min_tasks_reason}" if self.min_tasks_reason else ""
+            raise MergeflowError(f"{self.name} needs at least {self.min_tasks} experts, got {tasks}{reason}")
+        for rule in self.meaningful_when:
+            refusal = rule(settings, tasks)
+            if refusal:
+                raise MergeflowError(f"{self.name}: {refusal}")
 
     def parameter(self, key: str) -> HyperParameter:
         for parameter in self.hyperparameters:

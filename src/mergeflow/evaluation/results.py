@@ -88,6 +88,11 @@ def write_table(table: pd.DataFrame, parquet_path: str | os.PathLike[str], csv_p
 
 def pivot(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """One row per (suite, method, router), one column per task, plus the task average: the table the README shows."""
+    missing = [column for column in COLUMNS if column not in table.columns]
+    if missing:
+        raise MergeflowError(f"not a results table: columns {missing} missing (a results table has {', '.join(COLUMNS)})")
+    if not pd.api.types.is_numeric_dtype(table["value"]):
+        raise MergeflowError(f"not a results table: its value column holds {table['value'].dtype}, not numbers")
     rows = table[table["metric"] == metric]
     if rows.empty:
         raise MergeflowError(f"the results table has no {metric!r} rows")

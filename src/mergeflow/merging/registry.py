@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from mergeflow.declarations.common import HyperParameter, Setting
 from mergeflow.declarations.common import Value as Value  # re-exported: selection.py grids are of these
 from mergeflow.declarations.merging import MERGE_DECLARATIONS, MergeDeclaration, merge_declaration
+from mergeflow.errors import MergeflowError
 
 if TYPE_CHECKING:  # the method modules are imported when a method is first used, not with the registry
     import torch
@@ -136,12 +137,44 @@ def parse_assignments(name: str, assignments: Sequence[str]) -> dict[str, Settin
     return merge_declaration(name).parse_assignments(assignments)
 
 
+def check_meaningful(name: str, tasks: int, overrides: Mapping[str, object] | None = None) -> None:
+    """Refuse settings that make method ``name`` meaningless for ``tasks`` experts, by its declared rule
+    (``Declaration.check_meaningful``): params validation, the API, ``mergeflow merge`` and the merge@ stages call this."""
+    merge_declaration(name).check_meaningful(resolve_hyperparameters(name, overrides), tasks)
+
+
+NO_EFFECT_HINT = "check the hyperparameters (a threshold that selects nothing?) and that the experts differ from the base"
+
+
+def require_effect(name: str, result: StateDict | MaskBank) -> None:
+    """The generic guard behind the declared rules: a merge whose output is theta_0 unchanged is refused, whatever
+    made it so. A delta with no nonzero entry; a mask bank in which some task's mask keeps no nonzero entry of the
+    shared vector (or its rescaler is 0), so that task's model would be theta_0."""
+    from mergeflow.merging.bank import MaskBank
+
+    if isinstance(result, MaskBank):
+        unchanged = [task for task, masks in result.masks.items()
+                     if result.rescalers.get(task, 1.0) == 0
+                     or not any(bool((mask & (result.merged[key] != 0)).any()) for key, mask in masks.items())]
+        if unchanged:
+            raise MergeflowError(f"{name}: the model of task(s) {', '.join(unchanged)} would be theta_0 unchanged (the mask "
+                                 f"keeps no nonzero entry of the shared vector); {NO_EFFECT_HINT}")
+    elif not any(bool(value.any()) for value in result.values()):
+        raise MergeflowError(f"{name}: the merged model would be theta_0 unchanged (every entry of the merged task vector "
+                             f"is zero); {NO_EFFECT_HINT}")
+
+
 def run_method(name: str, task_vectors: TaskVectors, overrides: Mapping[str, object] | None = None, *,
                device: torch.device | None = None) -> StateDict | MaskBank:
     """Merge with method ``name``: a delta to add to theta_0 (``returns == "delta"``) or a MaskBank (``"bank"``).
-    An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way."""
+    An SVD method runs its SVDs on ``device``; the result is on the task vectors' device either way. Degenerate
+    settings (:func:`check_meaningful`) and a result equal to theta_0 (:func:`require_effect`) are refused."""
     from mergeflow.runtime.device import CPU
 
     spec = get_method(name)
-    on_device = spec.device_arguments(CPU if device is None else device)
-    return spec.function(task_vectors, **resolve_hyperparameters(name, overrides), **on_device)
+    hyperparameters = resolve_hyperparameters(name, overrides)
+    if isinstance(task_vectors, Mapping) and task_vectors:  # otherwise the method's own validation says what is wrong
+        check_meaningful(name, len(task_vectors), hyperparameters)
+    result = spec.function(task_vectors, **hyperparameters, **spec.device_arguments(CPU if device is None else device))
+    require_effect(name, result)
+    return result

@@ -56,7 +56,10 @@ def spectral_key(
     else:
         transposed = stack.shape[1] < stack.shape[2]
         stack = stack.to(device)
-        result = merge_matrix(stack.mT if transposed else stack, transposed)
+        try:
+            result = merge_matrix(stack.mT if transposed else stack, transposed)
+        except MergeflowError as exc:  # a rule the checkpoints decide (a rank rounding to zero): say which key
+            raise MergeflowError(f"key {key!r}: {exc}") from None
         result = result.mT if transposed else result
     return result.contiguous().to(tensors[0].dtype).to(tensors[0].device)
 

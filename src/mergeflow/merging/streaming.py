@@ -25,7 +25,7 @@ from mergeflow.merging.bank import task_key_delta
 from mergeflow.merging.bankfile import bank_layout, bank_metadata, mask_name, merged_name
 from mergeflow.merging.common import StackedRows, add_to_base, compute_dtype
 from mergeflow.merging.plan import MergePlan
-from mergeflow.merging.registry import get_method, resolve_hyperparameters
+from mergeflow.merging.registry import NO_EFFECT_HINT, check_meaningful, get_method, resolve_hyperparameters
 from mergeflow.merging.topk import RadixObserver, streamed_magnitude_thresholds
 from mergeflow.statedict.bitpack import pack_bits
 from mergeflow.statedict.lazy import LazySafetensors, all_finite, check_compatible_files
@@ -119,6 +119,8 @@ def merge_files(
         raise MergeflowError(f"--task applies to mask-bank methods (tall_ta, tall_ties, emr), not {method}")
     if spec.plan is None:
         raise MergeflowError(f"{method} has no streaming form")
+    if expert_paths:
+        check_meaningful(method, len(expert_paths), hyperparameters)
     with ExitStack() as stack:
         base = stack.enter_context(LazySafetensors(base_path))
         experts = {name: stack.enter_context(LazySafetensors(path)) for name, path in expert_paths.items()}
@@ -130,16 +132,19 @@ def merge_files(
         if spec.returns == "bank" and task is None:
             _write_bank(vectors, plan, out_path, method, hyperparameters)
             return replace(summary, output="bank")
-        _write_model(vectors, plan, out_path, task)
+        _write_model(vectors, plan, out_path, task, method)
         return summary if task is None else replace(summary, output="task")
 
 
-def _write_model(vectors: StreamingVectors, plan: MergePlan, out_path: str | os.PathLike[str], task: str | None) -> None:
-    """theta_0 + delta key by key (delta = the merged vector, or task t's reconstructed task vector)."""
+def _write_model(vectors: StreamingVectors, plan: MergePlan, out_path: str | os.PathLike[str], task: str | None,
+                 method: str) -> None:
+    """theta_0 + delta key by key (delta = the merged vector, or task t's reconstructed task vector); an output equal
+    to theta_0 (no key changed) is refused before the file is committed (``registry.require_effect``'s rule)."""
     base = vectors.base
     merging = set(vectors.keys)
     index = vectors.names.index(task) if task is not None else None
     layout = [(key, base.dtype(key), base.shape(key)) for key in base.keys]
+    changed = False
     with SafetensorsWriter(out_path, layout, base.metadata) as writer:
         for key in base.keys:
             if key not in merging:
@@ -150,7 +155,12 @@ def _write_model(vectors: StreamingVectors, plan: MergePlan, out_path: str | os.
             delta = result.merged
             if index is not None and plan.rescalers is not None and result.masks is not None:
                 delta = task_key_delta(result.merged, result.masks[index], plan.rescalers[vectors.names[index]])
-            writer.write(key, add_to_base({key: theta}, {key: delta})[key])
+            merged = add_to_base({key: theta}, {key: delta})[key]
+            changed = changed or not torch.equal(merged, theta)
+            writer.write(key, merged)
+        if not changed:  # raised inside the writer: the temp file is removed, nothing is written
+            what = "the merged model" if task is None else f"the model of task {task!r}"
+            raise MergeflowError(f"{method}: {what} would be theta_0 unchanged (no entry differs from the base); {NO_EFFECT_HINT}")
 
 
 def _write_bank(
@@ -161,9 +171,18 @@ def _write_bank(
     shapes = {key: base.shape(key) for key in keys}
     layout = bank_layout(keys, {key: base.dtype(key) for key in keys}, shapes, len(vectors.names))
     metadata = bank_metadata(vectors.names, shapes, plan.rescalers or {}, method, hyperparameters)
+    rescalers = plan.rescalers or {}
+    kept = [False] * len(vectors.names)  # per task: its mask has kept some nonzero shared entry so far
     with SafetensorsWriter(out_path, layout, metadata) as writer:
         for key in keys:
             result = plan.apply(key, vectors.tensors(key))
             writer.write(merged_name(key), result.merged)
+            nonzero = None if all(kept) else result.merged != 0
             for index, mask in enumerate(result.masks or ()):
                 writer.write(mask_name(index, key), pack_bits(mask))
+                if nonzero is not None and not kept[index]:
+                    kept[index] = bool((mask & nonzero).any())
+        unchanged = [name for name, keeps in zip(vectors.names, kept, strict=True) if not keeps or rescalers.get(name, 1.0) == 0]
+        if unchanged:  # as registry.require_effect; raised inside the writer, so nothing is written
+            raise MergeflowError(f"{method}: the model of task(s) {', '.join(unchanged)} would be theta_0 unchanged (the mask "
+                                 f"keeps no nonzero entry of the shared vector); {NO_EFFECT_HINT}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from mergeflow.declarations.common import check_fraction, check_number
@@ -35,7 +37,8 @@ def tsv_m(
     Per matrix key (r = min(m, n), k = int(r/T) or int(rank*r)): concatenate every task's top-k U columns,
     singular values and V^T rows in task order (slots from T*k to r stay zero), replace the U and V
     concatenations by their polar factors, and Delta = P_U diag(s) P_V. Other keys get the mean of tau_t, also
-    times ``scale``. Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
+    times ``scale``; so does a matrix whose k rounds to 0 (r < T: the authors' code leaves it at theta_0 silently,
+    we merge it as a non-matrix key rather than refuse the whole merge — docs/methods.md, TSV-M). Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
     The SVDs run on ``device``; the merged delta is on the task vectors' device.
     """
     return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix, device=device))
@@ -51,8 +54,11 @@ def tsv_m_plan(
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         per_task = tsv_per_task_rank(stack.shape[2], num_tasks, rank)
-        if per_task == 0:
-            return torch.zeros_like(stack[0])
+        if per_task == 0:  # r < T (e.g. a 2-row token-type embedding, 7 experts): no component per task fits
+            warnings.warn(f"tsv_m: a {tuple(stack.shape[1:])} matrix has rank {stack.shape[2]} < what {num_tasks} experts need "
+                          "(k rounds to 0); it is merged as the mean of the task vectors, as TSV-M merges non-matrix keys",
+                          stacklevel=2)
+            return scale * stack.mean(dim=0)  # so the matrix is merged as TSV-M merges its non-matrix keys (docstring)
         orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
         return scale * ((orthogonal_left * values_all) @ orthogonal_right)  # scale last: see merging.scaled
 

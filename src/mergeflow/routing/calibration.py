@@ -26,6 +26,8 @@ def prepare_features(features: torch.Tensor, normalize: bool) -> torch.Tensor:
 def calibration_rows(count: int, task: str, samples: int, seed: int) -> torch.Tensor:
     """The ``samples`` row indices (of ``count``) drawn for ``task``: a generator derived from (seed, task) only, so
     adding a task never changes another's samples, and a stage can embed just these inputs."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:  # a negative one sliced from the end
+        raise MergeflowError(f"{samples!r} calibration samples per task: a router needs at least 2 (a covariance of one is degenerate)")
     if samples > count:
         raise MergeflowError(f"{samples} calibration samples requested but task {task!r} has only {count} training inputs: lower it")
     return torch.randperm(count, generator=torch_generator(seed, "calibration", task))[:samples]

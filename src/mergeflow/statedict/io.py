@@ -49,6 +49,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
     """Every tensor and the metadata of a safetensors file, with readable errors for missing, corrupt or non-finite files."""
     if not os.path.exists(path):
         raise MergeflowError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise MergeflowError(f"{path}: is a directory, not a safetensors file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}

@@ -53,6 +53,8 @@ class LazySafetensors:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
+        if os.path.isdir(self.path):
+            raise MergeflowError(f"{self.path}: is a directory, not a safetensors file")
         if not os.path.isfile(self.path):
             raise MergeflowError(f"{self.path}: no such file")
         try:
