@@ -24,7 +24,7 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
     from mergeflow.models.text_backbone import load_text_backbone
     from mergeflow.models.text_encoder import tokenize
 
-    assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
+    assert params.suite.max_tokens is not None and params.suite.samples is not None  # checked when params.yaml is loaded
     _, tokenizer = load_text_backbone(params.backbone.pretrained)
     splits = {}
     for split in SPLITS:
@@ -79,7 +79,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     if isinstance(spec, TextTaskSpec):
         build_text(params, spec)
         return
-    assert params.suite.image_size is not None  # checked when params.yaml is loaded
+    assert params.suite.image_size is not None and params.suite.samples is not None  # checked when params.yaml is loaded
     splits = {}
     for split in SPLITS:  # build every split before writing any, so a failure leaves no partial task behind
         n = getattr(params.suite.samples, split)

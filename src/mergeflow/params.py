@@ -51,10 +51,10 @@ class SuiteParams(_Section):
 
     name: str
     tasks: list[str] = Field(min_length=1)
-    image_size: Annotated[int, Field(ge=8, le=512)] | None  # vision suites: pixels per side; null for text
-    max_tokens: Annotated[int, Field(ge=2, le=512)] | None  # text suites: tokens per input; null for vision
-    samples: SplitSizes
-    seed: NonNegativeInt
+    image_size: Annotated[int, Field(ge=8, le=512)] | None = None  # vision suites: pixels per side; null for text
+    max_tokens: Annotated[int, Field(ge=2, le=512)] | None = None  # text suites: tokens per input; null for vision
+    samples: SplitSizes | None = None  # offline suites: generated examples per split (required there)
+    seed: NonNegativeInt = 0
     source: Literal["synthetic", "real"] = "synthetic"
     datasets: dict[str, str | dict[str, Any]] | None = None  # real suites: task -> TALL task name | dataset reference
     max_examples: SplitSizes | None = None  # real suites: at most this many rows per split (small runs)
@@ -440,6 +440,8 @@ class Params(_Section):
         for key in ("datasets", "max_examples", "cache_dir"):
             if getattr(self.suite, key) is not None:
                 raise ValueError(f"suite.{key}: applies to real suites only (suite.source: real)")
+        if self.suite.samples is None:
+            raise ValueError("suite.samples: required for an offline suite (examples per split: train, val, test)")
         known = suite_tasks(self.suite.name)
         sized = "max_tokens" if suite_kind(self.suite.name) == "text" else "image_size"
         if getattr(self.suite, sized) is None:

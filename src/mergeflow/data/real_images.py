@@ -24,7 +24,7 @@ from mergeflow.errors import MergeflowError
 def geometry_transform(model_name: str) -> Any:
     """The PIL -> PIL part of open_clip's evaluation preprocessing for ``model_name`` (a ``Compose``)."""
     import open_clip
-    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
     from torchvision.transforms import Compose, ToTensor
 
     from mergeflow.models.backbone import register_builtin_configs
@@ -36,7 +36,7 @@ def geometry_transform(model_name: str) -> Any:
     cfg = merge_preprocess_dict(PreprocessCfg(), config.get("preprocess_cfg", {}))
     cfg = merge_preprocess_dict(cfg, {"size": config["vision_cfg"].get("image_size", 224)})
     steps = []
-    for step in open_clip.image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms:
+    for step in image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms:
         if isinstance(step, ToTensor):
             break
         steps.append(step)
