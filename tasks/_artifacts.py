@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from mergeflow.data.suites import suite_kind
+from mergeflow.errors import MergeflowError
 from mergeflow.models.classifier import ImageClassifier
 from mergeflow.models.text_classifier import TextClassifier
 from mergeflow.params import Params
@@ -24,19 +24,41 @@ if TYPE_CHECKING:
 
 
 def is_text(params: Params) -> bool:
-    return suite_kind(params.suite.name) == "text"
+    return params.suite.kind == "text"
 
 
 def load_split_tensors(task: str, split: str) -> tuple[ImageSplit | None, torch.Tensor, torch.Tensor]:
-    """A split's inputs and labels as torch tensors: uint8 NHWC images, or (N, L) token ids for a text task."""
+    """A split's inputs and labels as torch tensors: uint8 NHWC images, or (N, L) token ids for a text task.
+
+    The one place that knows the three kinds of prepared split: a text task's token ids, an offline suite's pixel
+    table, or a real task's manifest (its reference opened again and its rows decoded with the base model's own
+    preprocessing: mergeflow.data.real_images; the ImageSplit is then None, as for text)."""
     tokens = tokens_path(task, split)
     if tokens.exists():
         stored = load_tensors(tokens)
         return None, stored["token_ids"], stored["labels"]
+    from mergeflow.data.real_manifest import is_manifest
+
+    if is_manifest(split_path(task, split)):
+        return (None, *_real_split(task, split))
     from mergeflow.data.image_table import read_split
 
     data = read_split(split_path(task, split))
     return data, torch.from_numpy(data.images), torch.from_numpy(data.labels)
+
+
+def _real_split(task: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real task's split decoded for the base model (its open_clip name from the base file's metadata)."""
+    from mergeflow.data.real_images import load_manifest_images
+    from mergeflow.data.real_manifest import read_manifest
+    from mergeflow.statedict.lazy import LazySafetensors
+
+    with LazySafetensors(BASE_MODEL) as lazy:
+        model_name = lazy.metadata.get("open_clip_model")
+    if model_name is None:
+        raise MergeflowError(f"{BASE_MODEL}: no open_clip model name in its metadata; rerun `pretrain`")
+    manifest = read_manifest(split_path(task, split))
+    return load_manifest_images(manifest, model_name, manifest.cache_dir)
 
 
 @functools.lru_cache(maxsize=1)

@@ -36,9 +36,7 @@ def load_lora_bank(params: Params) -> FactorBank:
 
 def load_tr_router(params: Params) -> RouterEmbedder | None:
     """TR-Merging's separate router encoder (lora.tr.router_encoder), or None to score with the base encoder."""
-    from mergeflow.data.suites import suite_kind
-
-    return load_router_embedder(params.lora.settings("tr")["router_encoder"], suite_kind(params.suite.name),
+    return load_router_embedder(params.lora.settings("tr")["router_encoder"], params.suite.kind,
                                 params.backbone.pretrained, params.suite.max_tokens)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from mergeflow.params import Params
 from mergeflow.runtime.device import to_cpu
 from mergeflow.statedict.io import load_tensors, save_tensors
@@ -21,19 +23,36 @@ from tasks._stage import require_task, run_stage
 
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
-    device, autocast = stage_runtime(params)
-    _, images, labels = load_split_tensors(args.item, "train")
-    classifier = classifier_for(params, args.item)
-    config = OptimConfig(**params.finetune[args.item].model_dump())
-    losses = finetune_encoder(classifier, images, labels, config, description=f"finetune {args.item}", device=device,
-                              autocast=autocast)
-    print(f"finetune {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
-    expert = to_cpu(classifier.encoder.state_dict())
+    checkpoint = params.finetune[args.item].checkpoint
+    if checkpoint is not None:
+        expert = brought_expert(args.item, checkpoint)
+    else:
+        expert = trained_expert(params, args.item)
     save_tensors(expert_path(args.item), expert, metadata={"task": args.item})
     tau = task_vector(load_tensors(expert_path(args.item)), load_base_visual(), expert_name=str(expert_path(args.item)))
     norm = sum(float(v.float().pow(2).sum()) for v in tau.values()) ** 0.5
     print(f"task vector {args.item}: {len(tau)} entries, {sum(v.numel() for v in tau.values())} parameters, L2 norm {norm:.4f}")
     save_tensors(task_vector_path(args.item), tau, metadata={"task": args.item})
+
+
+def trained_expert(params: Params, task: str) -> dict[str, torch.Tensor]:
+    device, autocast = stage_runtime(params)
+    _, images, labels = load_split_tensors(task, "train")
+    classifier = classifier_for(params, task)
+    config = OptimConfig(**params.finetune[task].optim())
+    losses = finetune_encoder(classifier, images, labels, config, description=f"finetune {task}", device=device,
+                              autocast=autocast)
+    print(f"finetune {task}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
+    return to_cpu(classifier.encoder.state_dict())
+
+
+def brought_expert(task: str, checkpoint: str) -> dict[str, torch.Tensor]:
+    """finetune.<task>.checkpoint, converted to the base tower's keys and checked to fit it (no training)."""
+    from mergeflow.checkpoints.experts import load_brought_expert
+
+    expert = load_brought_expert(checkpoint, load_base_visual(), f"finetune.{task}.checkpoint")
+    print(f"finetune {task}: brought expert {checkpoint} ({len(expert)} tensors), not trained")
+    return expert
 
 
 if __name__ == "__main__":

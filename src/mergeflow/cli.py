@@ -19,8 +19,10 @@ from mergeflow.errors import MergeflowError
 def _cmd_check_params(args: argparse.Namespace) -> None:
     from mergeflow.params import load_params
 
-    params = load_params(args.path)
-    print(f"{args.path}: valid ({params.suite.name}, {len(params.suite.tasks)} tasks, backbone {params.backbone.model})")
+    path = args.params or args.path
+    params = load_params(path)
+    source = f", {params.suite.source} data" if params.suite.source == "real" else ""
+    print(f"{path}: valid ({params.suite.name}, {len(params.suite.tasks)} tasks{source}, backbone {params.backbone.model})")
 
 
 def _cmd_results(args: argparse.Namespace) -> None:
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check-params", help="validate params.yaml and report the first problem by key")
     check.add_argument("path", nargs="?", default="params.yaml")
+    check.add_argument("--params", metavar="PATH", help="the params file or profile to check (as the stages' --params)")
     check.set_defaults(func=_cmd_check_params)
     results = sub.add_parser("results", help="print the results table as method x task (with the average)")
     results.add_argument("--path", default="reports/results.parquet")

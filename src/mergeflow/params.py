@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mergeflow.data.real_suite import real_tasks
+from mergeflow.data.sources.real_task import RealTask
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declarations.adaptation import adapt_declaration
 from mergeflow.declarations.common import GRID_SUFFIX, Declaration, check_grids
@@ -42,14 +44,34 @@ class SplitSizes(_Section):
 
 
 class SuiteParams(_Section):
-    """Which offline suite, which of its tasks, and how its splits are drawn."""
+    """Which suite, which of its tasks, and how its splits are drawn.
+
+    ``source: synthetic`` (the default) is one of the offline suites by ``name``; ``source: real`` is a vision suite of
+    one's own (any ``name``) whose tasks are defined in ``datasets`` (:mod:`mergeflow.data.real_suite`), optionally
+    capped per split by ``max_examples``; ``image_size`` and ``samples`` then do not apply (images are preprocessed by
+    the backbone's own preprocessing; the splits are the datasets'), and ``cache_dir`` is the ``datasets`` cache."""
 
     name: str
     tasks: list[str] = Field(min_length=1)
-    image_size: Annotated[int, Field(ge=8, le=512)] | None  # vision suites: pixels per side; null for text
-    max_tokens: Annotated[int, Field(ge=2, le=512)] | None  # text suites: tokens per input; null for vision
-    samples: SplitSizes
-    seed: NonNegativeInt
+    image_size: Annotated[int, Field(ge=8, le=512)] | None = None  # vision suites: pixels per side; null for text
+    max_tokens: Annotated[int, Field(ge=2, le=512)] | None = None  # text suites: tokens per input; null for vision
+    samples: SplitSizes | None = None  # offline suites: generated examples per split (required there)
+    seed: NonNegativeInt = 0
+    source: Literal["synthetic", "real"] = "synthetic"
+    datasets: dict[str, str | dict[str, Any]] | None = None  # real suites: task -> TALL task name | dataset reference
+    max_examples: SplitSizes | None = None  # real suites: at most this many rows per split (small runs)
+    cache_dir: str | None = None  # real suites: the `datasets` cache of hub ids (default: its own)
+
+    @property
+    def kind(self) -> Literal["vision", "text"]:
+        """Images or sentences: a real suite is a vision suite; an offline suite's kind is its registry's."""
+        return "vision" if self.source == "real" else suite_kind(self.name)
+
+    def real_tasks(self) -> dict[str, RealTask]:
+        """A real suite's task definitions (validated when params.yaml is loaded)."""
+        if self.source != "real":
+            raise MergeflowError(f"suite {self.name!r} is an offline suite, not a real one (suite.source: real)")
+        return real_tasks(self.tasks, self.datasets)
 
 
 class BackboneParams(_Section):
@@ -68,6 +90,36 @@ class OptimParams(_Section):
     weight_decay: NonNegativeFloat
     warmup_steps: NonNegativeInt
     seed: NonNegativeInt
+
+
+class FinetuneParams(_Section):
+    """One task's ``finetune.<task>`` block: the fine-tuning recipe, or ``checkpoint``, an expert brought instead of
+    trained (a TALL-masks / open_clip ``.pt`` state dict, a ``.safetensors`` file, a Hugging Face CLIP folder or hub
+    id; tasks/finetune.py converts it to the image tower's layout). With ``checkpoint`` the recipe keys may be left out."""
+
+    lr: PositiveFloat | None = None
+    steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    weight_decay: NonNegativeFloat | None = None
+    warmup_steps: NonNegativeInt | None = None
+    seed: NonNegativeInt | None = None
+    checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _recipe_or_checkpoint(self) -> FinetuneParams:
+        if self.checkpoint is not None and not self.checkpoint.strip():
+            raise _KeyedError("checkpoint", "must be a path or hub id, or left out")
+        if self.checkpoint is None:
+            for key in OptimParams.model_fields:
+                if getattr(self, key) is None:
+                    raise _KeyedError(key, "missing (required unless `checkpoint` brings the expert)")
+        return self
+
+    def optim(self) -> dict[str, Any]:
+        """The recipe as OptimConfig's keyword arguments (a block without ``checkpoint``)."""
+        if self.checkpoint is not None:
+            raise MergeflowError(f"this task's expert is brought ({self.checkpoint}), not trained")
+        return {key: getattr(self, key) for key in OptimParams.model_fields}
 
 
 class PretrainParams(OptimParams):
@@ -368,7 +420,7 @@ class Params(_Section):
     suite: SuiteParams
     backbone: BackboneParams
     pretrain: PretrainParams
-    finetune: dict[str, OptimParams]
+    finetune: dict[str, FinetuneParams]
     merge: MergeParams
     evaluate: EvaluateParams
     route: RouteParams
@@ -379,6 +431,19 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
+        if self.suite.source == "real":
+            try:
+                self.suite.real_tasks()
+            except MergeflowError as exc:
+                raise ValueError(str(exc)) from None
+            if len(set(self.suite.tasks)) != len(self.suite.tasks):
+                raise ValueError("suite.tasks: a task is listed twice")
+            return self._blocks_and_routes()
+        for key in ("datasets", "max_examples", "cache_dir"):
+            if getattr(self.suite, key) is not None:
+                raise ValueError(f"suite.{key}: applies to real suites only (suite.source: real)")
+        if self.suite.samples is None:
+            raise ValueError("suite.samples: required for an offline suite (examples per split: train, val, test)")
         known = suite_tasks(self.suite.name)
         sized = "max_tokens" if suite_kind(self.suite.name) == "text" else "image_size"
         if getattr(self.suite, sized) is None:
@@ -388,6 +453,9 @@ class Params(_Section):
                 raise ValueError(f"suite.tasks: unknown task {task!r} for suite {self.suite.name!r}; known: {', '.join(known)}")
         if len(set(self.suite.tasks)) != len(self.suite.tasks):
             raise ValueError("suite.tasks: a task is listed twice")
+        return self._blocks_and_routes()
+
+    def _blocks_and_routes(self) -> Params:
         for task in self.finetune:
             if task not in self.suite.tasks:
                 raise ValueError(f"finetune.{task}: not a task of suite.tasks ({', '.join(self.suite.tasks)})")

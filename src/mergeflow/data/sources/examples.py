@@ -65,6 +65,11 @@ class SourceSplit(Sequence[Example]):
     def __iter__(self) -> Iterator[Example]:
         return (self[i] for i in range(len(self)))
 
+    @property
+    def rows(self) -> list[int]:
+        """The rows of the source split this view reads, in order (what a prepared manifest records)."""
+        return list(range(self._length)) if self._rows is None else list(self._rows)
+
     def select(self, rows: Sequence[int]) -> SourceSplit:
         """The rows ``rows`` of this split (indices into this split), in that order, still lazy."""
         base = list(range(self._length)) if self._rows is None else self._rows
