@@ -3,7 +3,7 @@
 "What it imports" is the static import closure of its ``tasks.<stage>`` module inside this repository: every import
 statement in every reached module, including those inside functions (a lazy import still runs), excluding
 ``if TYPE_CHECKING:`` blocks (they never run), plus the packages a dotted import passes through (Python runs their
-``__init__``). A code dependency (a path under src/ or tasks/) that contains none of those files is too wide: editing
+``__init__``), plus the modules the merging registry imports by name on first use. A code dependency (a path under src/ or tasks/) that contains none of those files is too wide: editing
 it would rerun the stage for nothing.
 """
 
@@ -56,7 +56,17 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             found.update(".".join(pieces[:i]) for i in range(1, len(pieces) + 1) if ".".join(pieces[:i]) in known)
         pending.extend(ast.iter_child_nodes(node))
     found.discard(name)
-    return found
+    return found | _lazy_imports(name)
+
+
+def _lazy_imports(name: str) -> set[str]:
+    """Modules ``name`` imports by name at run time (``importlib``), which no import statement shows: the merging
+    registry imports a method's module on first use, and says which ones it may (``lazy_modules``)."""
+    if name != "mergeflow.merging.registry":
+        return set()
+    from mergeflow.merging.registry import lazy_modules
+
+    return lazy_modules()
 
 
 def import_closure(module: str) -> set[Path]:

@@ -515,7 +515,10 @@ class Params(_Section):
 
     def _sizes_fit_the_data(self) -> None:
         """Sizes drawn from a split must fit in it: calibration samples from the training split, a batch of
-        unlabelled inputs from the adaptation pool (ceil(data_fraction * test) inputs per task)."""
+        unlabelled inputs from the adaptation pool (ceil(data_fraction * test) inputs per task). A real suite's sizes
+        are its datasets' (suite.samples unset): they are known when prepare@ has read them, not here."""
+        if self.suite.samples is None:
+            return
         train = self.suite.samples.train
         if self.route.samples > train:
             raise ValueError(f"route.samples: {self.route.samples} calibration samples per task, but suite.samples.train "

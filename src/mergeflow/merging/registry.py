@@ -119,6 +119,12 @@ METHODS: dict[str, MergeMethod] = {
 }
 
 
+def lazy_modules() -> set[str]:
+    """Every module the registry may import when a method is used: tests/test_dvc_deps.py adds these to the import
+    closure of whatever imports the registry, so DVC reruns a merge stage when its method's module changes."""
+    return {binding.module for binding in _BINDINGS.values()}
+
+
 def method_names() -> list[str]:
     return list(METHODS)
 
