@@ -207,6 +207,9 @@ class _FakeClassifier:
     def eval(self) -> "_FakeClassifier":
         return self
 
+    def to(self, device: torch.device) -> "_FakeClassifier":
+        return self
+
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.float()
 
@@ -224,9 +227,10 @@ def test_base_features_then_regime_stage_on_fake_inputs(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(base_features, "classifier_for", lambda params, task: _FakeClassifier())
     monkeypatch.setattr(base_features, "load_split_tensors", lambda task, split: (None, splits[task, split], torch.zeros(0)))
-    monkeypatch.setattr(regime, "suite_kind", lambda name: "vision")  # the fake suite is not registered
-    params = types.SimpleNamespace(suite=types.SimpleNamespace(name=SUITE, tasks=TASKS),
-                                   evaluate=types.SimpleNamespace(batch_size=16))
+    # the fake suite is not registered: its kind is given as Params.suite.kind would give it
+    params = types.SimpleNamespace(suite=types.SimpleNamespace(name=SUITE, tasks=TASKS, kind="vision"),
+                                   evaluate=types.SimpleNamespace(batch_size=16),
+                                   runtime=types.SimpleNamespace(device="cpu", autocast="none"))
     base_features.build(argparse_namespace(), params)  # type: ignore[arg-type]
     assert _paths.BASE_FEATURES.exists()
     (tmp_path / "reports").mkdir()
@@ -238,7 +242,7 @@ def test_base_features_then_regime_stage_on_fake_inputs(tmp_path: Path, monkeypa
     assert verdicts == {"zero_shot": "PASS", "finetuned": "PASS", "task_arithmetic": "MISSING", "task_identity": "PASS"}
     assert set(record["probe"]["per_task"]) == set(TASKS)
     # features of another task list are refused, not silently probed
-    other = types.SimpleNamespace(suite=types.SimpleNamespace(name=SUITE, tasks=["a", "b"]))
+    other = types.SimpleNamespace(suite=types.SimpleNamespace(name=SUITE, tasks=["a", "b"], kind="vision"))
     with pytest.raises(MergeflowError, match="rerun base_features"):
         regime.build(argparse_namespace(), other)  # type: ignore[arg-type]
 
