@@ -20,7 +20,7 @@ from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
 from mergeflow.declarations.common import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.runtime.device import CPU, autocast_context, grad_scaler, to_cpu
+from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler, to_cpu
 
 Tensor = torch.Tensor
 # (merged state dict, input batch) -> unnormalised features, e.g. torch.func.functional_call(encoder, state, (x,))
@@ -93,13 +93,7 @@ def adapt(
         inputs = [batches(step, task).to(device) for task in range(model.num_tasks)]
         with autocast_context(autocast, device):
             loss = entropy_loss(model.merged_state(), forward, frozen_heads, inputs)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        backward_and_step(loss, optimizer, scaler)
         value = loss.item()  # also waits for an accelerator, so the time below is the step's
         seconds.append(time.perf_counter() - start)
         if not math.isfinite(value):

@@ -8,9 +8,8 @@ vision weights then go through :mod:`mergeflow.checkpoints.clip_keys` to the can
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,29 +19,13 @@ from torch import nn
 
 from mergeflow.checkpoints.clip_keys import HF_PROJECTION, hf_to_open_clip
 from mergeflow.errors import MergeflowError
+from mergeflow.models.text_backbone import quiet_transformers
 
 if TYPE_CHECKING:  # importing transformers costs about a second; only loading needs it
     from transformers import PreTrainedTokenizerBase
 
 CLIP_CLASSES = ("CLIPModel", "CLIPVisionModel", "CLIPVisionModelWithProjection")
 _BY_MODEL_TYPE = {"clip": "CLIPModel", "clip_vision_model": "CLIPVisionModel"}
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No load report or progress bar per load: the missing keys are checked here, and reported as one error."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _source(name_or_path: str | os.PathLike[str]) -> str:
@@ -62,7 +45,7 @@ def load_hf_clip(name_or_path: str | os.PathLike[str]) -> nn.Module:
 
     where = _source(name_or_path)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(where)
             named = [name for name in (getattr(config, "architectures", None) or []) if name in CLIP_CLASSES]
             class_name = named[0] if named else _BY_MODEL_TYPE.get(str(getattr(config, "model_type", "")))
@@ -86,7 +69,7 @@ def load_hf_tokenizer(name_or_path: str | os.PathLike[str]) -> PreTrainedTokeniz
 
     where = _source(name_or_path)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise _load_error(where, exc) from exc

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from mergeflow.adaptation.loop import entropy_loss
 from mergeflow.errors import MergeflowError
-from mergeflow.runtime.device import CPU, autocast_context, grad_scaler
+from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler
 
 Batches = Callable[[int, int], torch.Tensor]  # (step, task index) -> that task's unlabelled batch
 
@@ -51,13 +51,7 @@ def minimise_entropy(model: Callable[[torch.Tensor], torch.Tensor], parameters: 
         inputs = [batches(step, task).to(device) for task in range(len(frozen))]
         with autocast_context(autocast, device):
             loss = entropy_loss({}, lambda _, x: model(x), frozen, inputs)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        backward_and_step(loss, optimizer, scaler)
         value = loss.item()
         seconds.append(time.perf_counter() - start)
         if not math.isfinite(value):

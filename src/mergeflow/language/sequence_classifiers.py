@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
-from mergeflow.models.text_backbone import _quiet_transformers
+from mergeflow.models.text_backbone import quiet_transformers
 from mergeflow.statedict.task_vectors import check_compatible
 
 if TYPE_CHECKING:  # importing transformers costs about a second; only loading needs it
@@ -105,7 +105,7 @@ def load_sequence_classifier(source: str | os.PathLike[str], *, head_required: b
 
     where = resolve_source(source)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(where, output_loading_info=True, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"sequence classifier {where!r} could not be loaded ({str(exc).splitlines()[0]}); "
@@ -158,7 +158,7 @@ def classifier_for_task(body: Mapping[str, torch.Tensor], expert: SequenceExpert
     if model is None:
         from transformers import AutoModelForSequenceClassification
 
-        with _quiet_transformers():
+        with quiet_transformers():
             model = AutoModelForSequenceClassification.from_config(expert.config, dtype=next(iter(expert.head.values())).dtype)
     assert model is not None
     state = {**body, **expert.head}

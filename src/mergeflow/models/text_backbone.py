@@ -73,8 +73,9 @@ def resolve_text_source(source: str | os.PathLike[str] | None) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """transformers logs a load report (e.g. the unused pooler) and a progress bar per load; we check the keys ourselves."""
+def quiet_transformers() -> Iterator[None]:
+    """transformers logs a load report (e.g. the unused pooler) and a progress bar per load; our loaders check the keys
+    themselves (models, checkpoints/hf_clip, language) and report a problem as one error."""
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -100,7 +101,7 @@ def load_text_backbone(source: str | os.PathLike[str] | None = None) -> tuple[nn
 
     where = resolve_text_source(source)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(where)
             model, info = AutoModel.from_pretrained(where, add_pooling_layer=False, output_loading_info=True)
     except (OSError, ValueError) as exc:

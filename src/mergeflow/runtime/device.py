@@ -70,6 +70,17 @@ def grad_scaler(mode: str, device: torch.device) -> torch.amp.GradScaler | None:
     return torch.amp.GradScaler(device.type) if resolve_autocast(mode, device) == "fp16" else None
 
 
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """``loss.backward(); optimizer.step()``, through ``scaler`` when fp16 autocast needs one (``grad_scaler``)."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
 def to_device(tensors: Mapping[K, torch.Tensor], device: torch.device) -> dict[K, torch.Tensor]:
     """Every tensor of ``tensors`` on ``device`` (the same tensors where they already are)."""
     return {key: value.to(device) for key, value in tensors.items()}

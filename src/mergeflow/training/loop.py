@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from mergeflow.runtime.device import CPU, autocast_context, grad_scaler
+from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler
 from mergeflow.seeding import seed_everything, torch_generator
 from mergeflow.training.batches import epoch_batches
 from mergeflow.training.schedule import warmup_cosine
@@ -48,13 +48,7 @@ def run_training(parameters: Iterable[torch.nn.Parameter], batch_loss: Callable[
         with autocast_context(autocast, device):
             loss = batch_loss(batch)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        backward_and_step(loss, optimizer, scaler)
         scheduler.step()
         losses.append(float(loss.detach()))
         progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
