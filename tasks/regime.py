@@ -28,7 +28,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
         raise MergeflowError(f"cannot read {REPORTS / 'results.parquet'} ({exc}); run the results stage") from exc
     probe = task_identity_probe([features[f"{t}/train"] for t in tasks], [features[f"{t}/test"] for t in tasks])
     kind = params.suite.kind
-    figures = regime_figures(results, params.suite.name, tasks, probe, kind)
+    figures = regime_figures(results, params.suite.name, tasks, probe, kind, targets=params.suite.source != "real")
     record = regime_record(figures, probe, tasks, kind)
     write_text_atomic(REGIME, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"regime of {params.suite.name} ({len(tasks)} tasks, test splits):")
