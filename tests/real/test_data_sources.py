@@ -69,12 +69,40 @@ def test_hub_parquet_files_without_the_readme_find_their_config_folder(tmp_path:
     _assert_reads_back(open_split(ref, "test", cache_dir=str(tmp_path / "cache")), "test")
 
 
-def test_a_torchvision_mnist_root_reads_back_with_torchvisions_class_names(tmp_path: Path) -> None:
+def test_a_torchvision_mnist_root_reads_back_with_digit_names_for_prompts(tmp_path: Path) -> None:
+    """torchvision's own MNIST ``classes`` are display strings ("0 - zero"); prompts need the digit."""
     ref = DatasetRef(kind="torchvision", dataset_class="MNIST", path=str(write_mnist_root(tmp_path / "root")))
     for split in ("train", "test"):
         opened = open_split(ref, split)
-        assert opened.class_names[:2] == ("0 - zero", "1 - one") and len(opened.class_names) == 10
+        assert opened.class_names == tuple(str(d) for d in range(10))
         _assert_reads_back(opened, split, expect_grey=True)
+
+
+def test_a_torchvision_fer2013_root_takes_the_kaggle_label_order_over_the_tasks_list(tmp_path: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task's list is clip_benchmark's order (neutral at 4); torchvision's CSV numbers neutral 6. A torchvision
+    FER2013 must pair label 6 with "neutral". (torchvision checks the CSVs' md5, so its class is faked here.)"""
+    import torchvision.datasets
+    from PIL import Image
+
+    from mergeflow.data.sources.tasks_tall import FER2013_WDS_CLASSES
+
+    class FakeFER2013:
+        def __init__(self, root: str, split: str) -> None:
+            self.samples = [(Image.new("L", (48, 48), 128), label) for label in range(7)]
+
+        def __len__(self) -> int:
+            return len(self.samples)
+
+        def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+            return self.samples[i]
+
+    monkeypatch.setattr(torchvision.datasets, "FER2013", FakeFER2013)
+    (tmp_path / "root").mkdir()
+    ref = DatasetRef(kind="torchvision", dataset_class="FER2013", path=str(tmp_path / "root"))
+    opened = open_split(ref, "train", class_names=FER2013_WDS_CLASSES)
+    assert opened.class_names[opened[6].label] == "neutral" and opened.class_names[4] == "sad"
+    assert opened.class_names != FER2013_WDS_CLASSES and sorted(opened.class_names) == sorted(FER2013_WDS_CLASSES)
 
 
 def test_a_huggingface_reference_calls_load_dataset_with_its_id_config_and_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

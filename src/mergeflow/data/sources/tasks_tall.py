@@ -17,7 +17,8 @@ integer or boolean (and as a count check otherwise):
   named as CLIP names them.
 - ``fer2013``: clip_benchmark's order for its webdataset copy (alphabetical: angry, disgusted, fearful, happy,
   neutral, sad, surprised), which has integer labels only. The Kaggle CSV read by torchvision numbers them
-  differently (neutral is 6): a torchvision FER2013 reference needs its own list.
+  differently (neutral is 6): a torchvision FER2013 reference takes the allow-list's Kaggle order instead
+  (``torchvision_roots.FER2013_KAGGLE_CLASSES``), which wins over this list.
 - ``rendered_sst2``: negative, positive.
 
 Relying on the dataset's own names: sun397, stanford_cars, resisc45, gtsrb, dtd, cifar100, oxford_flowers102,

@@ -26,6 +26,9 @@ class TorchvisionRoot:
     ``split_style``: ``"train_flag"`` passes ``train=(split == "train")``; ``"split_arg"`` passes ``split=split``.
     ``variant_kwarg``: the constructor argument a reference's ``config`` fills (EMNIST's ``split="letters"``).
     ``files``: glob patterns, relative to the root, of the class's own files (what the content hash reads).
+    ``class_names``: the names in the class's own label order where torchvision gives none (FER2013: the Kaggle CSV's
+    numbering, which is not clip_benchmark's) or gives display strings rather than names (MNIST's ``"0 - zero"``,
+    which would read "a photo of the number: "0 - zero"." in a prompt); ``None`` keeps the instance's ``classes``.
     """
 
     split_style: Literal["train_flag", "split_arg"]
@@ -33,14 +36,20 @@ class TorchvisionRoot:
     files: tuple[str, ...]
     variant_kwarg: str | None = None
     variants: tuple[str, ...] = ()
+    class_names: tuple[str, ...] | None = None
 
 
-def _mnist_family(name: str) -> TorchvisionRoot:
-    return TorchvisionRoot("train_flag", ("train", "test"), (f"{name}/**/*",))
+def _mnist_family(name: str, class_names: tuple[str, ...] | None = None) -> TorchvisionRoot:
+    return TorchvisionRoot("train_flag", ("train", "test"), (f"{name}/**/*",), class_names=class_names)
+
+
+# The Kaggle challenge's numbering (torchvision reads its CSVs as they are): 0 angry, 1 disgust, 2 fear, 3 happy,
+# 4 sad, 5 surprise, 6 neutral, written as clip_benchmark's prompt words.
+FER2013_KAGGLE_CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
 
 
 TORCHVISION_ROOTS: dict[str, TorchvisionRoot] = {
-    "MNIST": _mnist_family("MNIST"),
+    "MNIST": _mnist_family("MNIST", tuple(str(digit) for digit in range(10))),
     "FashionMNIST": _mnist_family("FashionMNIST"),
     "KMNIST": _mnist_family("KMNIST"),
     "EMNIST": TorchvisionRoot("train_flag", ("train", "test"), ("EMNIST/**/*",), variant_kwarg="split",
@@ -52,7 +61,7 @@ TORCHVISION_ROOTS: dict[str, TorchvisionRoot] = {
     "Flowers102": TorchvisionRoot("split_arg", ("train", "val", "test"), ("flowers-102/**/*",)),
     "OxfordIIITPet": TorchvisionRoot("split_arg", ("trainval", "test"), ("oxford-iiit-pet/**/*",)),
     "PCAM": TorchvisionRoot("split_arg", ("train", "val", "test"), ("pcam/**/*",)),
-    "FER2013": TorchvisionRoot("split_arg", ("train", "test"), ("fer2013/**/*",)),
+    "FER2013": TorchvisionRoot("split_arg", ("train", "test"), ("fer2013/**/*",), class_names=FER2013_KAGGLE_CLASSES),
     "Food101": TorchvisionRoot("split_arg", ("train", "test"), ("food-101/**/*",)),
     "RenderedSST2": TorchvisionRoot("split_arg", ("train", "val", "test"), ("rendered-sst2/**/*",)),
     "STL10": TorchvisionRoot("split_arg", ("train", "test"), ("stl10_binary/**/*",)),

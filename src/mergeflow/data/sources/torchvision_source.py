@@ -1,7 +1,8 @@
 """Reading a ``torchvision`` reference: an allow-listed dataset class built on its root with ``download=False``.
 
 Nothing is fetched at stage time: a root without the class's files is a user's error with the class's own message.
-Class names come from the instance's ``classes`` where torchvision defines them (MNIST's are ``"0 - zero"``, ...).
+Class names come from the allow-list where it writes them (MNIST's digits, FER2013's Kaggle order), else from the
+instance's ``classes`` where torchvision defines them, else from the task definition.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def open_torchvision_split(ref: DatasetRef, split: str, fallback_names: tuple[st
     """One split of a torchvision root, rows read through the class's own ``__getitem__``."""
     dataset = construct_torchvision(ref, split)
     name = f"{ref.describe()}[{split}]"
-    class_names = resolve_class_names(name, getattr(dataset, "classes", None), fallback_names)
+    assert ref.dataset_class is not None  # construct_torchvision checked it
+    own_names = TORCHVISION_ROOTS[ref.dataset_class].class_names or getattr(dataset, "classes", None)
+    class_names = resolve_class_names(name, own_names, fallback_names)
 
     def read_row(i: int) -> tuple[Any, object]:
         image, target = dataset[i]
