@@ -142,3 +142,41 @@ def test_unusable_label_words_are_refused(model: Qwen2ForCausalLM, tokenizer: Pr
         score_label_words(model, tokenizer, _prompts(), ["positive", " positive"])
     with pytest.raises(MergeflowError, match="empty prompt"):
         score_label_words(model, tokenizer, [""], SST2.label_words)
+
+
+class _CountingLogits(torch.nn.Module):
+    """The model as it is, recording how many columns each pass projected onto the vocabulary."""
+
+    def __init__(self, inner: Qwen2ForCausalLM) -> None:
+        super().__init__()
+        self.inner = inner
+        self.widths: list[tuple[int, int]] = []  # (sequence length, logits columns)
+
+    def forward(self, input_ids: torch.Tensor, logits_to_keep: int | torch.Tensor = 0, **kwargs: object):
+        output = self.inner(input_ids=input_ids, logits_to_keep=logits_to_keep, **kwargs)
+        self.widths.append((input_ids.shape[1], output.logits.shape[1]))
+        return output
+
+
+class _FullLogitsOnly(torch.nn.Module):
+    """A causal LM whose forward has no ``logits_to_keep``: every column comes back."""
+
+    def __init__(self, inner: Qwen2ForCausalLM) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids: torch.Tensor, **kwargs: object):
+        return self.inner(input_ids=input_ids, **kwargs)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("words", [("negative", "positive"), ("negatively unwatchable", "positive")], ids=["one-token", "multi-token"])
+def test_only_the_columns_read_are_projected_and_the_scores_do_not_change(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast,
+                                                                         side: str, words: tuple[str, ...]) -> None:
+    counting = _CountingLogits(model)
+    kept = score_label_words(counting, tokenizer, _prompts(), words, batch_size=2, padding_side=side)
+    full = score_label_words(_FullLogitsOnly(model), tokenizer, _prompts(), words, batch_size=2, padding_side=side)
+    torch.testing.assert_close(kept, full, rtol=0, atol=1e-6)
+    assert all(columns < length for length, columns in counting.widths), counting.widths
+    if words[0] == "negative" and side == "left":  # every row's last token is the last column
+        assert {columns for _, columns in counting.widths} == {1}
