@@ -127,3 +127,22 @@ def test_an_expert_without_its_head_and_a_bare_encoder_are_refused(tmp_path: Pat
         head_prefixes(GPT2Model(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=32)))
     with pytest.raises(MergeflowError, match="no such model folder"):
         load_expert("sst2", tmp_path / "missing" / "folder")
+
+
+def test_a_gpt2_without_a_pad_token_classifies_padded_batches(tmp_path: Path) -> None:
+    """The public ``gpt2`` config has no pad_token_id; its experts pad with end-of-text, and a right-padded row's
+    logits equal that row's unpadded ones."""
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=59,
+                               eos_token_id=59)).save_pretrained(tmp_path / "base")
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2).save_pretrained(tmp_path / "sst2")
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2").config.pad_token_id is None
+    pool = load_pool(tmp_path / "base", {"sst2": tmp_path / "sst2"})
+    model = classifier_for_task(pool.experts["sst2"].body, pool.experts["sst2"])
+    ids = torch.randint(3, 59, (2, 7), generator=torch.Generator().manual_seed(3))
+    ids[1, 4:] = 59
+    mask = (torch.arange(7) < torch.tensor([[7], [4]])).long()
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=mask).logits
+        alone = model(input_ids=ids[1:, :4]).logits
+    torch.testing.assert_close(batched[1:], alone, rtol=0, atol=1e-6)

@@ -118,7 +118,17 @@ def load_sequence_classifier(source: str | os.PathLike[str], *, head_required: b
     if missing or mismatched:
         raise MergeflowError(f"sequence classifier {where!r}: the checkpoint lacks {missing[:5]} / mismatches {mismatched[:5]}; "
                              "those weights would stay random")
+    _pad_with_eos(model.config)
     return model.eval()
+
+
+def _pad_with_eos(config: PretrainedConfig) -> None:
+    """GPT-2's public checkpoints have no pad token, and its sequence classifier finds each row's last token by the pad
+    id (without one it refuses batches of more than one row): pad with the end-of-text token, as the GLUE fine-tuning
+    recipes for GPT-2 do. Models with a pad token keep theirs."""
+    if getattr(config, "pad_token_id", None) is None and getattr(config, "eos_token_id", None) is not None:
+        eos = config.eos_token_id
+        config.pad_token_id = eos[0] if isinstance(eos, list) else eos
 
 
 def load_expert(name: str, source: str | os.PathLike[str], dtype: torch.dtype = torch.float32) -> SequenceExpert:
