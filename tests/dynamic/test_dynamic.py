@@ -130,6 +130,10 @@ def test_declarations_resolve_defaults_and_refuse_bad_values() -> None:
         wemoe.resolve({"stpes": 3})
     with pytest.raises(MergeflowError, match="lr must be > 0"):
         wemoe.resolve({"lr": 0.0})
+    # a gate dropout of 1 drops every input: refused, as the LoRA routers' is
+    assert get_dynamic_method("mow_merging").resolve({"dropout": 0.0})["dropout"] == 0.0
+    with pytest.raises(MergeflowError, match=r"dropout must be in \[0, 1\)"):
+        get_dynamic_method("mow_merging").resolve({"dropout": 1.0})
     with pytest.raises(MergeflowError, match="known: wemoe, mow_merging"):
         get_dynamic_method("moe")
     assert {(m.method, m.router) for m in DYNAMIC_REGISTRY.values()} == {("wemoe", "wemoe"), ("mow_merging", "mow")}

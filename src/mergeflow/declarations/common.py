@@ -40,6 +40,14 @@ def check_fraction(name: str, value: object, *, allow_zero: bool) -> float:
     return number
 
 
+def check_dropout(name: str, value: object) -> float:
+    """A dropout probability in [0, 1): at 1 every unit is dropped and the layer trains on zeros."""
+    number = check_number(name, value)
+    if not 0 <= number < 1:
+        raise MergeflowError(f"{name} must be in [0, 1), got {value!r}")
+    return number
+
+
 def check_non_negative(name: str, value: object) -> float:
     number = check_number(name, value)
     if number < 0:

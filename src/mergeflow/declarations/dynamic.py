@@ -5,12 +5,11 @@ what differs from these defaults."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from mergeflow.declarations.common import (
     Declaration,
     HyperParameter,
-    check_fraction,
+    check_dropout,
     check_non_negative_int,
     check_number,
     check_positive,
@@ -59,7 +58,7 @@ DYNAMIC_DECLARATIONS: dict[str, DynamicDeclaration] = {
                            check_positive_int),
             HyperParameter("samples", int, 64, "unlabelled training inputs per task the gate is trained on", check_positive_int),
             HyperParameter("hidden", int, 256, "the gate's hidden width", check_positive_int),
-            HyperParameter("dropout", float, 0.5, "the gate's dropout", partial(check_fraction, allow_zero=True)),
+            HyperParameter("dropout", float, 0.5, "the gate's dropout, in [0, 1)", check_dropout),
             HyperParameter("lr", float, 5e-4, "AdamW learning rate of the gate", check_positive),
             HyperParameter("epochs", int, 50, "gate epochs; the epoch is chosen on validation routing accuracy", check_positive_int),
             HyperParameter("batch_size", int, 1024, "gate training batch", check_positive_int),

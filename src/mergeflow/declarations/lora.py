@@ -15,6 +15,7 @@ from mergeflow.declarations.common import (
     Declaration,
     HyperParameter,
     check_choice,
+    check_dropout,
     check_fraction,
     check_non_negative_int,
     check_number,
@@ -29,13 +30,6 @@ from mergeflow.errors import MergeflowError
 class LoraDeclaration(Declaration):
     method: str = ""  # results-table names
     router: str = ""
-
-
-def _dropout(name: str, value: object) -> float:
-    number = check_number(name, value)
-    if not 0 <= number < 1:
-        raise MergeflowError(f"{name} must be in [0, 1), got {value!r}")
-    return number
 
 
 def _boolean(name: str, value: object) -> bool:
@@ -83,7 +77,7 @@ LORA_DECLARATIONS: dict[str, LoraDeclaration] = {
             HyperParameter("samples", int, 1000, "router training inputs per task (the shared expert's features)", check_positive_int),
             HyperParameter("hidden", int, 256, "the router's hidden width (2 x the feature width, as the authors' 768 -> 1536)",
                            check_positive_int),
-            HyperParameter("dropout", float, 0.5, "the router's dropout, in [0, 1)", _dropout),
+            HyperParameter("dropout", float, 0.5, "the router's dropout, in [0, 1)", check_dropout),
             HyperParameter("lr", float, 5e-4, "AdamW learning rate of the router", check_positive),
             HyperParameter("epochs", int, 50, "router epochs; the epoch is chosen on validation routing accuracy", check_positive_int),
             HyperParameter("batch_size", int, 1024, "router training batch", check_positive_int),
