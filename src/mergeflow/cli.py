@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         "merge",
         help="merge expert checkpoints (.safetensors) into one model with any method, streaming tensor by tensor",
         description="Merge fine-tuned experts of one base model, reading every checkpoint tensor by tensor from\n"
-        "memory-mapped safetensors (peak memory ~ one tensor per expert, not whole models). Task vectors are\n"
+        "safetensors files (peak memory ~ one tensor per expert, not whole models). Task vectors are\n"
         "tau_t = expert_t - base over floating-point entries; integer buffers are copied from the base. The\n"
-        "output is written atomically: on any error no file is left behind (exit status 2, one line).\n\n"
+        "output is written atomically: on any error no file is left behind (exit status 2, one line); on\n"
+        "SIGINT/SIGTERM neither (exit status 130/143, one line).\n\n"
         "example: mergeflow merge --method ties --base base.safetensors --expert cars=cars.safetensors \\\n"
         "           --expert dtd=dtd.safetensors --out merged.safetensors --set k=0.2 --set scale=1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
