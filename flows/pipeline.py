@@ -38,7 +38,7 @@ try:
     from flows.dvc_graph import Plan, PlanError, find_root, plan
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
 except ImportError:  # loaded by file path (`python flows/pipeline.py`, a Prefect entrypoint) from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
     from flows.dvc_graph import Plan, PlanError, find_root, plan
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
 

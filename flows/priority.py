@@ -10,10 +10,10 @@ DVC's order. Ordering only: which stages run, and with what, is still DVC's deci
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from mergeflow.atomic import write_text_atomic
 
 DURATIONS_FILE = "stage_seconds.json"  # in the flow's log folder: {stage: seconds of its last run}
 
@@ -32,17 +32,9 @@ def load_durations(path: Path) -> tuple[dict[str, float], str]:
 
 
 def save_durations(path: Path, recorded: Mapping[str, float], measured: Mapping[str, float]) -> None:
-    """Add this run's measured durations to the record; written to a temporary file, then renamed into place."""
+    """Add this run's measured durations to the record, written atomically (a killed flow never leaves half a file)."""
     merged = {**recorded, **measured}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(dict(sorted(merged.items())), handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(dict(sorted(merged.items())), indent=1))
 
 
 def path_lengths(order: Iterable[str], upstream: Mapping[str, Iterable[str]],

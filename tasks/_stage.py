@@ -1,4 +1,5 @@
-"""What every stage shares: --help, params loading, one-line errors with exit code 2, and its wall time."""
+"""What every stage shares: --help, params loading, one-line errors with exit code 2, interrupts that clean up and
+end with one line (130 / 143), and its wall time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from mergeflow.errors import MergeflowError
+from mergeflow.errors import MergeflowError, describe_os_error, hits_a_limit
+from mergeflow.interrupts import ExitOnInterrupt
 from mergeflow.params import Params, load_params
 
 StageBody = Callable[[argparse.Namespace, Params], None]
@@ -24,11 +26,19 @@ def run_stage(stage: str, description: str, body: StageBody, item_help: str | No
     args = parser.parse_args()
     name = f"{stage}@{args.item}" if item_help else stage
     start = time.perf_counter()
-    try:
-        body(args, load_params(args.params))
-    except MergeflowError as exc:
-        print(f"mergeflow: stage {name} failed:\n{exc}", file=sys.stderr)
-        sys.exit(2)
+    with ExitOnInterrupt(f"mergeflow: stage {name}") as interrupt:  # SIGINT/SIGTERM: clean up, one line, 130/143
+        try:
+            body(args, load_params(args.params))
+        except MergeflowError as exc:
+            print(f"mergeflow: stage {name} failed:\n{exc}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as exc:
+            if not hits_a_limit(exc):  # other system errors keep their traceback (stages have no --debug)
+                raise
+            print(f"mergeflow: stage {name} failed: {describe_os_error(exc)}", file=sys.stderr)
+            sys.exit(2)
+    if interrupt.exit_code is not None:
+        sys.exit(interrupt.exit_code)
     print(f"[mergeflow] stage {name} took {time.perf_counter() - start:.1f} s", flush=True)
 
 

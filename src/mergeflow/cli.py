@@ -13,7 +13,8 @@ from mergeflow.cli_adapt import add_adapt_command
 from mergeflow.cli_convert import add_convert_command
 from mergeflow.cli_inputs import parse_experts
 from mergeflow.cli_route import add_route_commands
-from mergeflow.errors import MergeflowError
+from mergeflow.errors import MergeflowError, describe_os_error
+from mergeflow.interrupts import ExitOnInterrupt
 
 
 def _cmd_check_params(args: argparse.Namespace) -> None:
@@ -55,7 +56,7 @@ def _cmd_merge(args: argparse.Namespace) -> None:
     try:
         summary = merge_files(args.method, args.base, experts, args.out, overrides, task=args.task)
     except OSError as exc:
-        raise MergeflowError(f"cannot write {args.out}: {exc}") from exc
+        raise MergeflowError(f"cannot write {args.out}: {describe_os_error(exc)}") from exc
     what = {"model": "merged model", "bank": "shared vector + mask bank", "task": f"model of task {args.task!r}"}[summary.output]
     settings = ", ".join(f"{key}={value}" for key, value in summary.hyperparameters.items()) or "no hyperparameters"
     print(f"wrote {args.out}: {what}, {summary.method} ({settings}) over {len(summary.tasks)} experts")
@@ -110,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         "merge",
         help="merge expert checkpoints (.safetensors) into one model with any method, streaming tensor by tensor",
         description="Merge fine-tuned experts of one base model, reading every checkpoint tensor by tensor from\n"
-        "memory-mapped safetensors (peak memory ~ one tensor per expert, not whole models). Task vectors are\n"
+        "safetensors files (peak memory ~ one tensor per expert, not whole models). Task vectors are\n"
         "tau_t = expert_t - base over floating-point entries; integer buffers are copied from the base. The\n"
-        "output is written atomically: on any error no file is left behind (exit status 2, one line).\n\n"
+        "output is written atomically: on any error no file is left behind (exit status 2, one line); on\n"
+        "SIGINT/SIGTERM neither (exit status 130/143, one line).\n\n"
         "example: mergeflow merge --method ties --base base.safetensors --expert cars=cars.safetensors \\\n"
         "           --expert dtd=dtd.safetensors --out merged.safetensors --set k=0.2 --set scale=1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,8 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command: 0 on success; a user error (MergeflowError, or the system refusing a file) is one line and
-    exit 2; anything else is a bug in mergeflow, one line and exit 1, its traceback shown with ``--debug``."""
+    exit 2; anything else is a bug in mergeflow, one line and exit 1, its traceback shown with ``--debug``. SIGINT
+    and SIGTERM clean up (temp files, new folders) and end with one line and 130 / 143 (``mergeflow.interrupts``)."""
     args = build_parser().parse_args(argv)
+    with ExitOnInterrupt("mergeflow:", args.debug) as interrupt:
+        return _run(args)
+    assert interrupt.exit_code is not None  # reached only when an interrupt ended the block
+    return interrupt.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.func(args)
     except MergeflowError as exc:
@@ -152,11 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mergeflow: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a file the system refuses (permissions, a full disk) that no layer below named
+    except OSError as exc:  # a file the system refuses (permissions, a full disk, ulimit -f) that no layer below named
         if args.debug:
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"mergeflow: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"mergeflow: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a programming error: say so in one line, the traceback with --debug
         if args.debug:
@@ -166,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 The in-memory functions (``ties_merge``, ``tall_ta`` …) and the streaming runner (``merging.streaming``) both
 build a :class:`MergePlan` from a :class:`KeyVectors` source and call the same kernels, so the two paths agree
-bit for bit; only the source differs (a dict of tensors, or memory-mapped files read one key at a time).
+bit for bit; only the source differs (a dict of tensors, or files read one key at a time).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Streaming merges: base and experts are read key by key from memory-mapped safetensors, output written key by key.
+"""Streaming merges: base and experts are read key by key from safetensors files, output written key by key.
 
 Every registry method runs through its plan (``merging.plan``): the plan's global passes and its per-key
 kernel are the very code the in-memory functions run, so a streaming merge equals the in-memory one exactly.

@@ -24,6 +24,7 @@ from typing import cast
 import open_clip
 from torch import nn
 
+from mergeflow.atomic import write_text_atomic
 from mergeflow.errors import MergeflowError
 from mergeflow.models.clip_parts import visual as visual_tower
 from mergeflow.models.text_backbone import PACKAGE_PREFIX, packaged_model_path
@@ -46,10 +47,7 @@ def _resolved_config(path: Path) -> Path:
     folder = Path(tempfile.gettempdir()) / f"mergeflow-open-clip-configs-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
     target = folder / path.name
     if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-            handle.write(resolved)
-        os.replace(handle.name, target)  # atomic: concurrent stages never read half a file
+        write_text_atomic(target, resolved)  # concurrent stages never read half a file
     return target
 
 

@@ -1,15 +1,19 @@
-"""Lazy, memory-mapped safetensors: headers first, one tensor at a time, so merging T experts never holds T models."""
+"""Lazy safetensors: headers first, one tensor at a time, so merging T experts never holds T models.
+
+Tensors are read with plain file reads into their own memory, not through a memory map of the whole file: a map costs
+address space for the whole checkpoint (T experts of ViT-B/32 in float32: 9 x 351 MB mapped at once), which an
+address-space limit (RLIMIT_AS, ``ulimit -v``) counts even though the pages are not resident.
+"""
 
 from __future__ import annotations
 
+import io
 import json
-import mmap
 import os
 import struct
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
@@ -39,17 +43,23 @@ def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
-def _copy_bytes(source: mmap.mmap, begin: int, end: int, out: torch.Tensor) -> None:
-    """Copy source[begin:end] into ``out``'s memory; the view on the map dies with this frame."""
-    np.copyto(out.view(-1).view(torch.uint8).numpy(), np.frombuffer(source, dtype=np.uint8, count=end - begin, offset=begin))
+def _read_bytes(stream: io.FileIO, begin: int, end: int, out: torch.Tensor) -> None:
+    """Read file bytes [begin, end) straight into ``out``'s memory (no intermediate copy, no mapping)."""
+    view = out.view(-1).view(torch.uint8).numpy().data  # the tensor's own bytes, writable
+    stream.seek(begin)
+    done = 0
+    while done < end - begin:
+        count = stream.readinto(view[done:])
+        if not count:
+            raise OSError(f"the file ends at byte {begin + done}, inside the entry")
+        done += count
 
 
 class LazySafetensors:
     """A safetensors file: keys, shapes and dtypes from the header alone (validated by ``safe_open``), and
-    :meth:`get` copies (and NaN/Inf-checks) a single tensor out of a read-only memory map, then drops the mapped
-    pages again, so the process's resident memory stays at the tensors the caller keeps, not the whole file
-    (tensors returned by ``safe_open`` keep every page they touch mapped and resident until the file is closed).
-    Use as a context manager or call :meth:`close`."""
+    :meth:`get` reads (and NaN/Inf-checks) a single tensor, so the process's memory, resident and mapped, stays at
+    the tensors the caller keeps, not the whole file (tensors returned by ``safe_open`` keep every page they touch
+    mapped and resident until the file is closed). Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
@@ -58,9 +68,10 @@ class LazySafetensors:
         if not os.path.isfile(self.path):
             raise MergeflowError(f"{self.path}: no such file")
         try:
-            self._map: mmap.mmap | None = None
+            self._file: io.FileIO | None = None
             self._info: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
-            with safe_open(self.path, framework="pt") as handle:  # validates the header and the offsets
+            # validates the header and the offsets; "numpy" maps the file once (transiently), "pt" maps it twice
+            with safe_open(self.path, framework="numpy") as handle:
                 self.keys: list[str] = list(handle.keys())
                 self.metadata: dict[str, str] = dict(handle.metadata() or {})
                 for key in self.keys:
@@ -69,13 +80,13 @@ class LazySafetensors:
                     if dtype_name not in DTYPES:
                         raise MergeflowError(f"{self.path}: entry {key!r} has unsupported dtype {dtype_name}")
                     self._info[key] = (tuple(int(size) for size in view.get_shape()), DTYPES[dtype_name])
-            with open(self.path, "rb") as stream:
-                header_size = struct.unpack("<Q", stream.read(8))[0]
-                header = json.loads(stream.read(header_size))
-                self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+            self._file = open(self.path, "rb", buffering=0)  # closed by close()
+            header_size = struct.unpack("<Q", self._file.read(8))[0]
+            header = json.loads(self._file.read(header_size))
             self._offsets = {key: (8 + header_size + header[key]["data_offsets"][0], 8 + header_size + header[key]["data_offsets"][1])
                              for key in self.keys}
         except (SafetensorError, OSError, ValueError, KeyError, struct.error) as exc:
+            self.close()
             raise MergeflowError(f"{self.path}: not a readable safetensors file ({exc})") from exc
 
     def shape(self, key: str) -> tuple[int, ...]:
@@ -91,24 +102,22 @@ class LazySafetensors:
         return count
 
     def get(self, key: str, *, check_finite: bool = True) -> torch.Tensor:
-        """One tensor, copied out of the map now; NaN/Inf refused here, as it is read, not in a separate pass."""
+        """One tensor, read now; NaN/Inf refused here, as it is read, not in a separate pass."""
         shape, dtype = self._entry(key)
         return self.read_into(key, torch.empty(shape, dtype=dtype), check_finite=check_finite)
 
     def read_into(self, key: str, out: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
-        """Copy entry ``key`` into ``out`` (contiguous, same dtype and shape; e.g. one row of a preallocated
-        stack, which saves a copy) and drop the mapped pages it came from."""
+        """Read entry ``key`` into ``out`` (contiguous, same dtype and shape; e.g. one row of a preallocated
+        stack, which saves a copy)."""
         shape, dtype = self._entry(key)
         if out.dtype != dtype or tuple(out.shape) != shape or not out.is_contiguous():
             raise MergeflowError(f"{self.path}: {key!r} is {dtype} {shape}; cannot read it into {out.dtype} {tuple(out.shape)}")
-        if self._map is None:
+        if self._file is None:
             raise MergeflowError(f"{self.path}: the file is closed")
         begin, end = self._offsets[key]
         if end > begin:
             try:
-                _copy_bytes(self._map, begin, end, out)
-                start = begin - begin % mmap.PAGESIZE
-                self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+                _read_bytes(self._file, begin, end, out)
             except (OSError, ValueError) as exc:
                 raise MergeflowError(f"{self.path}: cannot read entry {key!r} ({exc})") from exc
         if check_finite and not all_finite(out):
@@ -127,12 +136,9 @@ class LazySafetensors:
             raise MergeflowError(f"{self.path}: no entry {key!r}") from None
 
     def close(self) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:  # a live view (e.g. in a traceback) still points into it; unmapped when collected
-                pass
-            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> LazySafetensors:
         return self
