@@ -30,4 +30,6 @@ fi
 mkdir -p "reports/suites/$name"
 cp "$work/reports/report.md" "$work/reports/results.csv" "$work/reports/metrics.json" "reports/suites/$name/"
 rm -rf "reports/suites/$name/figures" && cp -r "$work/reports/figures" "reports/suites/$name/figures"
+# the wall-clock timings (seconds per input, per adaptation step) live apart from results.csv
+rm -rf "reports/suites/$name/timings" && cp -r "$work/reports/timings" "reports/suites/$name/timings"
 echo "suite $name: reports/suites/$name/report.md"

@@ -120,3 +120,12 @@ def dynamic_part_path(method: str) -> Path:
 
 BASE_FEATURES = ARTIFACTS / "regime" / "base_features.safetensors"  # the base model's train/test features (regime probe)
 REGIME = REPORTS / "regime.json"  # the benchmark's regime figures against their targets
+
+
+TIMINGS = REPORTS / "timings"
+
+
+def timing_path(stage: str) -> Path:
+    """A stage's wall-clock timings (``stage`` as DVC names it, e.g. ``adapt@adamerging``): an uncached metric, kept out
+    of every cached output so their hashes repeat across runs (mergeflow/evaluation/timings.py)."""
+    return TIMINGS / f"{stage}.json"

@@ -3,7 +3,8 @@ unlabelled test batches; writes the final step's model (no step is selected) and
 
 Outputs: artifacts/merged/METHOD.safetensors (one static merged model, evaluated by evaluate_static) and
 artifacts/adapt/METHOD.safetensors (final masks per key as (T, r) uint8, coefficients, component values; per-step
-loss and seconds, and the mean validation accuracy every steps/5 steps, in its metadata) for the report's analyses.
+loss and the mean validation accuracy every steps/5 steps, in its metadata) for the report's analyses; the median
+seconds per step go to reports/timings/adapt@METHOD.json (uncached: both artifacts' hashes repeat across runs).
 The validation accuracy is a logged diagnostic; no step is selected with it.
 """
 
@@ -16,11 +17,12 @@ import statistics
 import torch
 
 from mergeflow.errors import MergeflowError
+from mergeflow.evaluation.timings import MEDIAN_SECONDS_PER_STEP, timing_rows, write_timings
 from mergeflow.merging_io import save_merged_model
 from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
 from tasks._adapt_inputs import run_adaptation
-from tasks._paths import adapt_record_path, merged_path
+from tasks._paths import adapt_record_path, merged_path, timing_path
 from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
@@ -44,12 +46,14 @@ def build(args: argparse.Namespace, params: Params) -> None:
         record[f"mask/{key}"] = model.mask_matrix(key).to(torch.uint8).cpu()
         record[f"values/{key}"] = model.singular_values(key).float().cpu()
     metadata = {"method": method, "tasks": json.dumps(params.suite.tasks), "keys": json.dumps(model.keys),
-                "losses": json.dumps(result.losses), "seconds": json.dumps(result.seconds),
+                "losses": json.dumps(result.losses),
                 "validation_accuracy": json.dumps({str(step): value for step, value in validation.items()})}
     save_tensors(adapt_record_path(method), record, metadata=metadata)
+    median = statistics.median(result.seconds) if result.seconds else float("nan")
+    write_timings(timing_path(f"adapt@{method}"), [timing_rows(params.suite.name, method, "none", MEDIAN_SECONDS_PER_STEP, median)])
     if result.losses:
         print(f"adapt@{method}: {settings.steps} steps, entropy {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
-              f"median {statistics.median(result.seconds) * 1e3:.1f} ms/step; validation accuracy (logged, not used) "
+              f"median {median * 1e3:.1f} ms/step; validation accuracy (logged, not used) "
               + ", ".join(f"step {step} {value:.4f}" for step, value in validation.items()))
 
 

@@ -4,7 +4,8 @@
   "both" rows are adapt@'s own models, evaluated by evaluate_static).
 - Table 7 shape: AdaRank adapted on 1 % / 10 % of the test data (adapt.analysis.data_fractions).
 - Fig. 4b shape: per layer, kept rank vs the rank holding 95 % of the spectral energy; Fig. 10: final masks.
-- Seconds per adaptation step, AdaRank vs AdaMerging, from adapt@'s records.
+- The steps each adapt@ ran and its validation-accuracy trajectory, from adapt@'s records (the seconds per step
+  are not here: adapt@ writes them to reports/timings, uncached, and the report joins them).
 Every variant reports its final step's test accuracy (no step selection). Writes reports/adaptation/*.parquet.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 import pandas as pd
 import torch
@@ -64,13 +64,12 @@ def _variants(params: Params, device: torch.device, autocast: str) -> list[dict[
 
 
 def _records(params: Params) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
-    """(ranks, masks of the first/middle/last block, step times) from adapt@'s records."""
+    """(ranks, masks of the first/middle/last block, steps and validation trajectory) from adapt@'s records."""
     ranks, masks, steps = [], [], []
     for method in params.adapt.methods:
         tensors, metadata = read_safetensors(adapt_record_path(method))
-        seconds = json.loads(metadata["seconds"])
-        steps.append({"method": method, "median_seconds_per_step": statistics.median(seconds) if seconds else float("nan"),
-                      "steps": len(seconds), "validation_accuracy": metadata.get("validation_accuracy", "{}")})
+        steps.append({"method": method, "steps": len(json.loads(metadata["losses"])),
+                      "validation_accuracy": metadata.get("validation_accuracy", "{}")})
         tasks = json.loads(metadata["tasks"])
         keys = [name.removeprefix("mask/") for name in tensors if name.startswith("mask/")]
         blocks = sorted({key.split(".resblocks.")[1].split(".")[0] for key in keys if ".resblocks." in key}, key=int)
@@ -94,9 +93,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
     ranks, masks, steps = _records(params)
     _write("ranks", pd.DataFrame(ranks, columns=["method", "key", "task", "kept", "intrinsic_95", "full"]))
     _write("masks", pd.DataFrame(masks, columns=["method", "key", "task", "component", "kept"]))
-    _write("steps", pd.DataFrame(steps))
-    print("analyze_adaptation: median seconds per step\n" + pd.DataFrame(steps).to_string(index=False))
+    _write("steps", pd.DataFrame(steps, columns=["method", "steps", "validation_accuracy"]))
+    print("analyze_adaptation: steps and validation accuracy\n" + pd.DataFrame(steps).to_string(index=False))
 
 
 if __name__ == "__main__":
-    run_stage("analyze_adaptation", "AdaRank analyses: lambda/mask ablation, amount of test data, ranks, masks, step time.", build)
+    run_stage("analyze_adaptation", "AdaRank analyses: lambda/mask ablation, amount of test data, ranks, masks, steps.", build)

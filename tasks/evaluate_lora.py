@@ -1,7 +1,7 @@
 """The serving half of stage serve_lora@METHOD: serve the mixed test stream through one LoRA-expert method (its
 policy built by the method's ``build_policy``, src/mergeflow/lora/methods.py, from calibrate_lora's file) and write
-its rows (suite ``<suite.name>-lora``): accuracy and routing accuracy per task, seconds per input at
-``lora.batch_size`` and the bytes the server holds.
+its rows (suite ``<suite.name>-lora``): accuracy and routing accuracy per task and the bytes the server holds; its
+seconds per input at ``lora.batch_size`` go to reports/timings/serve_lora@METHOD.json (uncached).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
+from mergeflow.evaluation.timings import SECONDS_PER_INPUT, timing_rows, write_timings
 from mergeflow.lora.methods import ServingInputs, get_lora_method
 from mergeflow.lora.policies import serve
 from mergeflow.params import Params
@@ -20,7 +21,7 @@ from mergeflow.routing.served import Prediction, tensor_bytes
 from mergeflow.routing.stream import per_task_scores
 from mergeflow.routing.stream import serve as serve_stream
 from tasks._lora_inputs import load_lora_bank, load_policy, load_tr_router
-from tasks._paths import lora_part_path
+from tasks._paths import lora_part_path, timing_path
 from tasks._routing_inputs import load_encoder, load_heads, test_stream
 from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
@@ -56,7 +57,6 @@ def build(args: argparse.Namespace, params: Params) -> None:
     memory = policy.encoder.nbytes() + tensor_bytes(heads) + router_bytes
     rows = [
         result_rows(suite, name, router, "accuracy", scores["accuracy"]),
-        result_rows(suite, name, router, "seconds_per_input", {"all": seconds / len(stream)}),
         result_rows(suite, name, router, "peak_memory_bytes", {"all": float(memory)}),
     ]
     if spec.routes:
@@ -65,6 +65,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
     print(f"{suite} {name}/{router}: accuracy {average:.4f}, routing {sum(routing.values()) / len(tasks):.4f}, "
           f"{seconds / len(stream) * 1e3:.3f} ms/input, {memory / 2**20:.1f} MiB")
     write_part(lora_part_path(method), pd.concat(rows, ignore_index=True))
+    write_timings(timing_path(f"serve_lora@{method}"), [timing_rows(suite, name, router, SECONDS_PER_INPUT, seconds / len(stream))])
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ run each group once through that task's model rebuilt from the bit-packed bank, 
 input are measured. Every other router (and oracle routing, the reference of the analyses) is scored by one shared
 pass: routes from the cached features@ embeddings, then each task's model once over every input any router sends to
 it (the same predictions, without serving the stream once per router). A mis-routed input counts as wrong.
-Writes per-task accuracy, routing accuracy and peak tensor memory (results part), the served router's seconds per
-input, and every input's prediction (artifacts/predictions) for the analyses.
+Writes per-task accuracy, routing accuracy and peak tensor memory (results part), every input's prediction
+(artifacts/predictions) for the analyses, and the served router's seconds per input (reports/timings: uncached).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
+from mergeflow.evaluation.timings import SECONDS_PER_INPUT, timing_rows, write_timings
 from mergeflow.merging.bankfile import MaskBankFile
 from mergeflow.merging.common import add_to_base
 from mergeflow.params import Params
@@ -29,7 +30,7 @@ from mergeflow.routing.shared_pass import predictions_by_routing
 from mergeflow.routing.stream import TestStream, per_task_scores, serve
 from mergeflow.runtime.device import autocast_context, to_device
 from tasks._merge_inputs import load_base_visual
-from tasks._paths import merged_path, predictions_path, routed_part_path, router_path
+from tasks._paths import merged_path, predictions_path, routed_part_path, router_path, timing_path
 from tasks._prediction_table import prediction_rows, write_predictions
 from tasks._routing_inputs import load_encoder, load_features, load_heads, load_single_model, test_stream
 from tasks._runtime import stage_runtime
@@ -106,11 +107,11 @@ def build(args: argparse.Namespace, params: Params) -> None:
         # Tensor bytes at peak: everything held, plus one rebuilt task model and its delta while a group runs.
         peak = held + tensor_bytes(routers[name].state()) + 2 * model_bytes
         parts += [result_rows(params.suite.name, method, name, metric, values) for metric, values in scores.items()]
-        if name in seconds:
-            parts.append(result_rows(params.suite.name, method, name, "seconds_per_input", {"all": seconds[name] / len(stream)}))
         parts.append(result_rows(params.suite.name, method, name, "peak_memory_bytes", {"all": float(peak)}))
     write_predictions(predictions_path(method), pd.concat(rows, ignore_index=True))
     write_part(routed_part_path(method), pd.concat(parts, ignore_index=True))
+    write_timings(timing_path(f"evaluate_routed@{method}"),
+                  [timing_rows(params.suite.name, method, name, SECONDS_PER_INPUT, value / len(stream)) for name, value in seconds.items()])
 
 
 if __name__ == "__main__":

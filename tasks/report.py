@@ -1,5 +1,6 @@
-"""Stage report: reports/report.md and its PNG figures, generated from the results table and the analyses of the
-routing (MAD) and adaptation (AdaRank) stages."""
+"""Stage report: reports/report.md and its PNG figures, generated from the results table, the analyses of the
+routing (MAD) and adaptation (AdaRank) stages, and the stages' wall-clock timings (reports/timings/*.json, joined onto
+the results table for the cost tables). Its outputs are uncached: the timings in them differ on every run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 from mergeflow.atomic import write_text_atomic
 from mergeflow.declarations.dynamic import dynamic_declaration
 from mergeflow.errors import MergeflowError
+from mergeflow.evaluation.timings import read_timings, with_timings
 from mergeflow.params import Params
 from mergeflow.reporting.adaptation_report import build_adaptation_report
 from mergeflow.reporting.figures import heatmap_png, lines_png
@@ -21,7 +23,7 @@ from mergeflow.reporting.paper import build_paper_report
 from mergeflow.reporting.regime_report import build_regime_report
 from mergeflow.reporting.tables import Heatmap
 from tasks._lora_inputs import load_policy
-from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REGIME, REPORT, REPORTS, ROUTING_ANALYSIS
+from tasks._paths import ADAPTATION_ANALYSIS, FIGURES, REGIME, REPORT, REPORTS, ROUTING_ANALYSIS, timing_path
 from tasks._stage import run_stage
 
 ROUTING = ("sweeps", "feature_models", "seen_unseen", "reject_tradeoff", "bhattacharyya", "confusion")
@@ -32,14 +34,22 @@ def _frames(folder: Path, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
 
 
+def timed_stages(params: Params) -> list[str]:
+    """The stages whose timing files the report reads: those of this params.yaml (not a leftover of a removed method)."""
+    return ["evaluate_static", *(f"evaluate_routed@{m}" for m in params.route.methods), *(f"adapt@{m}" for m in params.adapt.methods),
+            *(f"serve_lora@{m}" for m in params.lora.methods), *(f"serve_dynamic@{m}" for m in params.dynamic.methods)]
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
     try:
         results = pd.read_parquet(REPORTS / "results.parquet")
         routing, adaptation = _frames(ROUTING_ANALYSIS, ROUTING), _frames(ADAPTATION_ANALYSIS, ADAPTATION)
         summary = json.loads((ROUTING_ANALYSIS / "summary.json").read_text())
         regime = json.loads(REGIME.read_text())
+        timings = read_timings(timing_path(stage) for stage in timed_stages(params))
     except (OSError, ValueError) as exc:
-        raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, regime, analyze_routing and analyze_adaptation") from exc
+        raise MergeflowError(f"cannot read the report's inputs ({exc}); run results, regime, analyze_routing, analyze_adaptation and the timed stages") from exc
+    results = with_timings(results, timings)
     adapt = params.adapt
     per_input = [(dynamic_declaration(name).method, dynamic_declaration(name).router) for name in params.dynamic.methods]
     parts = [

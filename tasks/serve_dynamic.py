@@ -2,8 +2,9 @@
 and serve the mixed test stream through it, task-unknown.
 
 Writes artifacts/dynamic/METHOD.safetensors (what it learned, its settings in the metadata) and the results rows
-(suite ``<suite.name>``, method/router as declared): accuracy per task under the input's dataset head, seconds per
-input at ``dynamic.batch_size``, the tensor bytes the server holds, and (MoW) the gate's routing accuracy.
+(suite ``<suite.name>``, method/router as declared): accuracy per task under the input's dataset head, the tensor
+bytes the server holds, and (MoW) the gate's routing accuracy; its seconds per input at ``dynamic.batch_size`` go to
+reports/timings/serve_dynamic@METHOD.json (uncached).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from mergeflow.dynamic.methods import FitInputs, get_dynamic_method
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
+from mergeflow.evaluation.timings import SECONDS_PER_INPUT, timing_rows, write_timings
 from mergeflow.lora.policies import head_logits
 from mergeflow.params import Params
 from mergeflow.routing.calibration import calibration_rows
@@ -28,7 +30,7 @@ from mergeflow.statedict.io import save_tensors
 from tasks._adapt_inputs import unlabelled_pools
 from tasks._artifacts import load_split_tensors
 from tasks._merge_inputs import load_base_visual, load_task_vectors
-from tasks._paths import dynamic_part_path, dynamic_path
+from tasks._paths import dynamic_part_path, dynamic_path, timing_path
 from tasks._routing_inputs import load_encoder, load_heads, load_single_model, test_stream
 from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
@@ -73,7 +75,6 @@ def build(args: argparse.Namespace, params: Params) -> None:
     suite = params.suite.name
     rows = [
         result_rows(suite, spec.method, spec.router, "accuracy", scores["accuracy"]),
-        result_rows(suite, spec.method, spec.router, "seconds_per_input", {"all": seconds / len(stream)}),
         result_rows(suite, spec.method, spec.router, "peak_memory_bytes", {"all": float(memory)}),
     ]
     routing = ""
@@ -85,6 +86,8 @@ def build(args: argparse.Namespace, params: Params) -> None:
     record = {key: value for key, value in fitted.record.items() if "seconds" not in key}  # timings stay out of the artifact
     save_tensors(dynamic_path(method), fitted.learned, metadata={"method": method, "tasks": json.dumps(tasks), "record": json.dumps(record)})
     write_part(dynamic_part_path(method), pd.concat(rows, ignore_index=True))
+    write_timings(timing_path(f"serve_dynamic@{method}"),
+                  [timing_rows(suite, spec.method, spec.router, SECONDS_PER_INPUT, seconds / len(stream))])
     average = sum(scores["accuracy"].values()) / len(tasks)
     print(f"{suite} {spec.method}/{spec.router}: accuracy {average:.4f}{routing}, {seconds / len(stream) * 1e3:.3f} ms/input, "
           f"{memory / 2**20:.1f} MiB; {json.dumps(fitted.record)}")

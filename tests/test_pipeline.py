@@ -1,6 +1,7 @@
 """The real DVC pipeline on the smoke profile: it runs, a rerun is a no-op, one task's change reruns only its chain,
 one merging method's change reruns only that method (and what reads it), a routing hyperparameter reruns only
-calibration and what follows, and a forced rerun of a fine-tuning stage reproduces the same expert bit for bit."""
+calibration and what follows, a forced rerun of a fine-tuning stage reproduces the same expert bit for bit, and a cold
+run in a second copy gives byte-identical outputs (only the uncached timings and the report that shows them differ)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from pipeline_kit import copy_project, dvc, ran
 
+from mergeflow.evaluation.timings import TIMING_METRICS, read_timings
+
 pytestmark = pytest.mark.pipeline
 
 
@@ -23,6 +26,28 @@ def _stale(workdir: Path) -> set[str]:
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _locked_outputs(workdir: Path) -> dict[str, str]:
+    """Every output's hash as dvc.lock records it (path -> md5; a folder's is the hash of its listing)."""
+    stages = yaml.safe_load((workdir / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
+
+
+def _uncached_outputs(workdir: Path) -> set[str]:
+    """The outputs dvc.yaml declares ``cache: false`` (as DVC resolves the foreach items)."""
+    from dvc.repo import Repo
+
+    with Repo(str(workdir)) as repo:
+        return {str(out.def_path) for stage in repo.index.stages for out in stage.outs if not out.use_cache}
+
+
+def _files(workdir: Path, output: str) -> dict[str, bytes]:
+    """An output's bytes, file by file (a folder's files under their relative names)."""
+    path = workdir / output
+    if path.is_file():
+        return {output: path.read_bytes()}
+    return {str(file.relative_to(workdir)): file.read_bytes() for file in sorted(path.rglob("*")) if file.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +84,12 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert re.search(r"\(temperature, top_k\) = \(", output)  # TR's validation choice is printed
     dynamic = full_table[full_table["router"].isin(["wemoe", "mow"])]
     assert set(zip(dynamic["method"], dynamic["router"], dynamic["metric"])) == {
-        ("wemoe", "wemoe", metric) for metric in ("accuracy", "seconds_per_input", "peak_memory_bytes")
-    } | {("mow_merging", "mow", metric) for metric in ("accuracy", "seconds_per_input", "peak_memory_bytes", "routing_accuracy")}
+        ("wemoe", "wemoe", metric) for metric in ("accuracy", "peak_memory_bytes")
+    } | {("mow_merging", "mow", metric) for metric in ("accuracy", "peak_memory_bytes", "routing_accuracy")}
+    # wall-clock figures live only in the uncached timing files (reports/timings), never in the cached results
+    assert not set(full_table["metric"]) & set(TIMING_METRICS)
+    timings = read_timings((project / "reports" / "timings").glob("*.json"))
+    assert set(timings["metric"]) == set(TIMING_METRICS) and (timings["value"] > 0).all()
     report = (project / "reports" / "report.md").read_text()
     assert "wemoe (task-unknown, per-input weights)" in report and "| MoW-Merging" in report
     table = full_table[full_table["suite"] == "vision8"]
@@ -72,13 +101,18 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     unknown |= {(m, r, t) for m, r in (("wemoe", "wemoe"), ("mow_merging", "mow")) for t in tasks}
     assert rows == known | unknown
     assert table[table["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
-    costs = table[table["metric"].isin(["seconds_per_input", "peak_memory_bytes"])]
-    assert set(costs["task"]) == {"all"} and (costs["value"] > 0).all()
-    # peak memory for every (bank, router) and static model; seconds per input where serving ran end to end: the
-    # static models and MAD (the other routers are scored by one shared pass, routing/shared_pass.py)
+    memory = table[table["metric"] == "peak_memory_bytes"]
+    assert set(memory["task"]) == {"all"} and (memory["value"] > 0).all()
+    # peak memory for every (bank, router), static and per-input model; seconds per input where serving ran end to
+    # end: the static models, MAD (the other routers are scored by one shared pass, routing/shared_pass.py) and the
+    # per-input methods; seconds per step for each adaptation
+    per_model = len(route["static"]) + len(params["dynamic"]["methods"])
+    assert len(memory) == len(route["methods"]) * len(route["routers"]) + per_model
     served = len(route["methods"]) * ("mad" in route["routers"])
-    assert len(costs) == (len(route["methods"]) * len(route["routers"]) + served + 2 * len(route["static"])
-                          + 2 * len(params["dynamic"]["methods"]))
+    seconds = timings[(timings["suite"] == "vision8") & (timings["metric"] == "seconds_per_input")]
+    assert len(seconds) == served + per_model and set(seconds["task"]) == {"all"}
+    assert set(timings[timings["metric"] == "median_seconds_per_step"]["method"]) == set(params["adapt"]["methods"])
+    assert len(timings[timings["suite"] == "vision8-lora"]) == len(params["lora"]["methods"])
     assert re.search(r"tall_ta \w+: lam = 0\.[26] \(validation", output)  # the per-task lambda is printed
     assert re.search(r"ties scale = (0\.6|1\.0) for every task \(mean validation", output)  # the shared scale too
     assert (project / "reports" / "metrics.json").exists() and (project / "reports" / "results.csv").exists()
@@ -90,6 +124,32 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert "TR-Merging's temperature and top-K" in report and "Serving cost of the task-unknown methods" in report
     assert "# Regime" in report and "# Paper vs this benchmark" in report
     assert re.search(r"task identity from base features \(logistic regression\), test +[\d.]+ ", output)  # regime printed
+
+
+def test_a_cold_run_elsewhere_gives_byte_identical_outputs_apart_from_the_timings(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 18 item 6: no wall-clock value reaches a cached output, so a teammate's pushed results match a local rerun.
+    The second copy has its own DVC cache (nothing restored from the first run). Placed right after the cold run, which
+    it reuses as the first of the two (it makes that run itself when this test runs alone)."""
+    if not (project / "dvc.lock").exists():
+        dvc(project, "repro")
+    second = copy_project(tmp_path_factory.mktemp("second-copy"), "smoke.yaml")
+    dvc(second, "repro")
+    first_lock, second_lock = _locked_outputs(project), _locked_outputs(second)
+    assert first_lock.keys() == second_lock.keys()
+    uncached = _uncached_outputs(project)
+    timings = {path for path in uncached if path.startswith("reports/timings/")}
+    report = {"reports/report.md", "reports/figures"}  # the report's cost tables show this run's timings
+    assert timings and report <= uncached
+    cached = first_lock.keys() - uncached
+    assert {"reports/results.parquet", "reports/adaptation", "reports/parts/static"} <= cached
+    differ = {path for path in cached if first_lock[path] != second_lock[path]}
+    assert not differ, f"cached outputs differ between two cold runs: {sorted(differ)}"
+    # byte for byte, every output but the timings and the report: the cached ones and the uncached tables alike
+    for output in sorted(first_lock.keys() - timings - report):
+        assert _files(project, output) == _files(second, output), output
+    assert any(_files(project, path) != _files(second, path) for path in timings)  # wall clock: they do differ
 
 
 def test_the_pipelines_merge_equals_the_api_and_the_cli(project: Path, tmp_path: Path) -> None:

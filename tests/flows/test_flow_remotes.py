@@ -1,7 +1,8 @@
 """Team-shared remote caches, with real DVC remotes: an S3 API (moto_server on 127.0.0.1) and a shared directory.
 
-A teammate's fresh clone skips the stages someone else computed: outputs are pushed (not only run-cache records),
-then `dvc repro --pull` fetches them and `dvc repro` is a no-op. With the shared directory, the flow's exchange mode
+A teammate's fresh clone computes nothing of a whole cold run someone else made: the cached outputs are pushed (not only
+run-cache records), the uncached ones (timings, metrics, the report) come with the commit, as dvc.lock does; then
+`dvc repro --pull` fetches the rest and `dvc repro` is a no-op. With the shared directory, the flow's exchange mode
 runs a stage in another clone (a worker), which pushes; the orchestrating clone pulls it from the shared directory
 (the run cache, with the outputs), and `dvc repro` there is a no-op."""
 
@@ -49,7 +50,9 @@ def _without_aws(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("AWS_")}
 
 
-def test_s3_remote_push_then_a_fresh_clone_skips_the_stage(tmp_path: Path, s3_endpoint: str) -> None:
+def test_s3_remote_push_of_a_cold_run_then_a_fresh_clone_computes_nothing(tmp_path: Path, s3_endpoint: str) -> None:
+    """Issue 18 item 6: the whole smoke pipeline, not one stage; the timing files are uncached outputs committed with
+    dvc.lock, so the teammate's clone has them and no stage of theirs is out of date."""
     mine = copy_smoke_project(tmp_path / "mine", git=True)
     env = _without_aws(project_env(mine))
     dvc(mine, "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc", env=env)
@@ -61,10 +64,12 @@ def test_s3_remote_push_then_a_fresh_clone_skips_the_stage(tmp_path: Path, s3_en
     (mine / ".dvc" / "config.local").write_text(
         f"['remote \"team\"']\n    access_key_id = {DUMMY['AWS_ACCESS_KEY_ID']}\n"
         f"    secret_access_key = {DUMMY['AWS_SECRET_ACCESS_KEY']}\n")
-    assert ran(dvc(mine, "repro", STAGE, env=env)) == {STAGE}
-    commit(mine, "prepare one task")
+    assert STAGE in ran(dvc(mine, "repro", env=env))  # a cold run of every stage
+    commit(mine, "a cold run of the smoke pipeline")
     tracked = run(["git", "ls-files"], mine).stdout.split()
     assert ".dvc/config" in tracked and ".dvc/config.local" not in tracked and "dvc.lock" in tracked
+    assert {"reports/timings/evaluate_static.json", "reports/report.md"} <= set(tracked)  # uncached: in git
+    assert "reports/results.parquet" not in tracked  # cached: in the remote
     assert DUMMY["AWS_SECRET_ACCESS_KEY"] not in (mine / ".dvc" / "config").read_text()
     dvc(mine, "push", "--run-cache", env=env)  # the outputs themselves, and the run records
 
@@ -79,10 +84,13 @@ def test_s3_remote_push_then_a_fresh_clone_skips_the_stage(tmp_path: Path, s3_en
     theirs = clone(mine, tmp_path / "theirs")
     their_env = project_env(theirs, **DUMMY)
     assert not (theirs / "artifacts" / "data" / FIRST).exists()
-    pulled = dvc(theirs, "repro", "--pull", STAGE, env=their_env)
-    assert ran(pulled) == set(), pulled  # fetched, not recomputed
+    pulled = dvc(theirs, "repro", "--pull", env=their_env)
+    assert ran(pulled) == set(), pulled  # fetched, not recomputed: no stage at all
     assert (theirs / "artifacts" / "data" / FIRST / "train.parquet").exists()
-    assert ran(dvc(theirs, "repro", STAGE, env=their_env)) == set()  # and now simply up to date
+    assert (theirs / "reports" / "results.parquet").read_bytes() == (mine / "reports" / "results.parquet").read_bytes()
+    # `repro --pull` says "up to date" even for a missing uncached output; `status` would not, so ask it too
+    assert "Data and pipelines are up to date" in dvc(theirs, "status", env=their_env)
+    assert ran(dvc(theirs, "repro", env=their_env)) == set()  # and now simply up to date
 
 
 def test_shared_directory_remote_with_the_flow_exchange_mode(

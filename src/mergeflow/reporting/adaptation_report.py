@@ -68,13 +68,16 @@ def data_table(results: pd.DataFrame, variants: pd.DataFrame, tasks: Sequence[st
     return markdown(format_wide(wide, tasks))
 
 
-def step_table(steps: pd.DataFrame) -> str:
-    """Median seconds per adaptation step, and each method's ratio to AdaMerging's."""
-    reference = steps.set_index("method")["median_seconds_per_step"].get("adamerging", np.nan)
+def step_table(steps: pd.DataFrame, results: pd.DataFrame) -> str:
+    """Median seconds per adaptation step (adapt@'s timing rows, joined onto ``results`` by the report), and each
+    method's ratio to AdaMerging's; a method without a timing shows "-"."""
+    timed = results[(results["metric"] == "median_seconds_per_step") & (results["router"] == "none")]
+    median = steps["method"].map(timed.groupby("method")["value"].mean())
+    reference = median[steps["method"] == "adamerging"].mean() if (steps["method"] == "adamerging").any() else np.nan
     return markdown(pd.DataFrame({
         "method": steps["method"],
-        "ms per step": steps["median_seconds_per_step"].map(lambda v: f"{1e3 * v:.1f}"),
-        "x AdaMerging": steps["median_seconds_per_step"].map(lambda v: f"{v / reference:.2f}"),
+        "ms per step": median.map(lambda v: "-" if pd.isna(v) else f"{1e3 * v:.1f}"),
+        "x AdaMerging": median.map(lambda v: "-" if pd.isna(v) or pd.isna(reference) else f"{v / reference:.2f}"),
         "steps": steps["steps"],
     }))
 
@@ -155,7 +158,7 @@ def build_adaptation_report(
         "always the final step's.",
         trajectory_table(analysis["steps"]),
         "## Cost of an adaptation step",
-        step_table(analysis["steps"]),
+        step_table(analysis["steps"], results),
     ]
     if ranks_method is not None and not analysis["ranks"].empty:
         figure, summary = rank_figure(analysis["ranks"], ranks_method)
