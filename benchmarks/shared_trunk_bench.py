@@ -13,7 +13,7 @@ Not a test. Two settings:
   fitted at every L on random per-task inputs, so routing is near random and batches hold nearly every task: the
   worst case for grouping). Accuracy means nothing there; only the throughput ratios are reported.
 
-Writes ``benchmarks/results/shared_trunk_<model>.txt`` (and prints it).
+Writes ``benchmarks/results/shared_trunk_<model>.txt`` (suite, vit-b-32) (and prints it).
 
 Examples::
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         header.append("Random weights, masks, heads and inputs: accuracy is meaningless here; only the throughput ratios count.")
     text = table(setting, modes, timed, header)
     print(text)
-    out = ROOT / "benchmarks" / "results" / f"shared_trunk_{'suite' if args.model == 'suite' else 'vit_b_32'}.txt"
+    out = ROOT / "benchmarks" / "results" / f"shared_trunk_{args.model}.txt"
     out.write_text(text + "\n")
     print(f"wrote {out}")
     return 0
