@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -152,14 +152,17 @@ class PackedMaskBank:
     shapes: dict[str, tuple[int, ...]]
     rescalers: dict[str, float]
 
-    def task_delta(self, index: int) -> StateDict:
+    def task_delta(self, index: int, keys: Collection[str] | None = None) -> StateDict:
         """rescaler_t * (m_t ⊙ merged) for the task at ``index``: the values of ``MaskBank``'s reconstruction (masked-out
-        entries may be -0 instead of +0, which adds to theta_0 identically), unpacked by float multiplication."""
+        entries may be -0 instead of +0, which adds to theta_0 identically), unpacked by float multiplication.
+        ``keys`` limits it to the keys a partial forward reads (shared-trunk serving); None = every key."""
         if not 0 <= index < len(self.tasks):
             raise MergeflowError(f"task index {index} out of range: the mask bank holds {len(self.tasks)} tasks")
         rescaler = self.rescalers[self.tasks[index]]
         deltas = {}
         for key, value in self.merged.items():
+            if keys is not None and key not in keys:
+                continue
             dtype = compute_dtype(value.dtype)
             product = value.to(dtype) * unpack_bits_as(self.packed[index][key], self.shapes[key], dtype)
             deltas[key] = (product.mul_(rescaler) if rescaler != 1.0 else product).to(value.dtype)

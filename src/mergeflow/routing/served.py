@@ -73,7 +73,7 @@ class SwappableEncoder:
         return functional_call(self.module, dict(weights), (pixels,))
 
 
-def _logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+def logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """As ``ImageClassifier``: normalised embedding times the frozen head."""
     return F.normalize(features, dim=-1) @ head.T
 
@@ -137,7 +137,7 @@ class RoutedClassifier:
         def run_group(task: int, group: torch.Tensor) -> torch.Tensor:
             weights = to_device(self.task_weights(task), self.device)
             with autocast_context(self.autocast, self.device):
-                return _logits(self.encoder(weights, group), self.heads[task]).argmax(dim=-1)
+                return logits(self.encoder(weights, group), self.heads[task]).argmax(dim=-1)
 
         return Prediction(tasks.cpu(), grouped_apply(pixels, tasks, run_group).cpu())
 
@@ -158,5 +158,5 @@ class StaticClassifier:
     def predict(self, images: torch.Tensor, tasks: torch.Tensor) -> Prediction:
         with autocast_context(self.autocast, self.device):
             features = self.encoder(self.weights, self.preprocess(images.to(self.device)))
-            classes = grouped_apply(features, tasks, lambda task, group: _logits(group, self.heads[task]).argmax(dim=-1))
+            classes = grouped_apply(features, tasks, lambda task, group: logits(group, self.heads[task]).argmax(dim=-1))
         return Prediction(tasks.to(torch.int64), classes.cpu())
