@@ -196,7 +196,12 @@ def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     executed = ran(dvc(project, "repro"))
     assert {"merge@tall_ta", "evaluate_routed@tall_ta", "report"} <= executed
-    assert executed <= {"merge@tall_ta", "evaluate_routed@tall_ta", "results", "regime", "report"}
+    # evaluate_static and analyze_routing read the models route.* names out of the whole artifacts/merged folder (DVC
+    # cannot list a folder's files from a params list), so any merge's new output reruns them: a known
+    # over-invalidation, named in README's pipeline notes; every other merge and everything upstream stays
+    folder_readers = {"evaluate_static", "analyze_routing"}
+    assert executed <= {"merge@tall_ta", "evaluate_routed@tall_ta", "results", "regime", "report"} | folder_readers
+    assert not any(stage.startswith(("merge@", "finetune@", "adapt@", "serve_")) and stage != "merge@tall_ta" for stage in executed)
 
 
 def test_a_routing_hyperparameter_reruns_only_calibration_and_what_follows(project: Path) -> None:
