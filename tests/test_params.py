@@ -54,6 +54,7 @@ def test_shipped_params_and_profiles_are_valid(root: Path) -> None:
         (lambda p: p["merge"]["ties"].__setitem__("k", "big"), r"merge\.ties\.k: must be a number, got 'big'"),
         (lambda p: p["merge"]["ties"].__setitem__("k", 2.0), r"merge\.ties\.k: must be in \(0, 1\]"),
         (lambda p: p["merge"]["ties"].__setitem__("aggregate", "max"), r"merge\.ties\.aggregate: must be one of"),
+        (lambda p: p["merge"]["cart"].__setitem__("svd", "fast"), r"merge\.cart\.svd: must be one of exact, lowrank"),
         (lambda p: p["merge"]["consensus_ta"].__setitem__("min_agreement", 1.5), r"min_agreement: must be an integer"),
         (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", [0.2, "x"]), r"merge\.tall_ta\.lam_grid: must be a number"),
         (lambda p: p["merge"]["tall_ta"].__setitem__("lam_grid", []), r"merge\.tall_ta\.lam_grid: must be a non-empty list"),

@@ -56,9 +56,9 @@ def test_defaults_per_method() -> None:
     assert resolve_hyperparameters("ties") == {"k": 0.2, "aggregate": "mean", "scale": 1.0}
     assert resolve_hyperparameters("tall_ties") == {"lam": 0.4, "k": 0.2, "aggregate": "sum"}
     assert resolve_hyperparameters("consensus_ta") == {"lam": 0.4, "min_agreement": 2, "scale": 0.3}
-    assert resolve_hyperparameters("cart") == {"scale": 2.0, "rank": 0.12}
+    assert resolve_hyperparameters("cart") == {"scale": 2.0, "rank": 0.12, "svd": "exact"}
     assert resolve_hyperparameters("iso_cts") == {"scale": 1.0, "common": 0.8}
-    assert resolve_hyperparameters("tsv_m") == {"scale": 1.0, "rank": None}
+    assert resolve_hyperparameters("tsv_m") == {"scale": 1.0, "rank": None, "svd": "exact"}
     assert resolve_hyperparameters("emr") == {} and resolve_hyperparameters("weight_averaging") == {}
     assert get_method("tall_ta").hyperparameters[0].grid == (0.2, 0.3, 0.4, 0.5, 0.6)
 

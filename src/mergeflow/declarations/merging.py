@@ -23,6 +23,7 @@ from mergeflow.declarations.common import (
 )
 
 AGGREGATES = ("mean", "sum")  # TIES' disjoint merge
+SVD_CHOICES = ("exact", "lowrank")  # how the low-rank SVD methods decompose (merging.top_svd)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ def _aggregate(default: str) -> HyperParameter:
     return HyperParameter("aggregate", str, default, "TIES disjoint merge: mean (dis-mean) or sum (dis-sum)", _in_choices(AGGREGATES))
 
 
+def _svd(help_text: str) -> HyperParameter:
+    """The decomposition of the methods that keep only each matrix's top components (TSV-M, CART)."""
+    return HyperParameter("svd", str, "exact", f"{help_text}: exact (thin SVD) or lowrank (randomized, torch.svd_lowrank)",
+                          _in_choices(SVD_CHOICES))
+
+
 def _scale_not_zero(settings: Mapping[str, object], tasks: int) -> str | None:
     """Every ``scale * X`` method gives theta_0 itself at scale 0."""
     if settings.get("scale") == 0:
@@ -73,6 +80,13 @@ def _tsv_rank_fits(settings: Mapping[str, object], tasks: int) -> str | None:
     rank = settings.get("rank")
     if isinstance(rank, float) and rank * tasks > 1 + 1e-9:
         return f"rank {rank} keeps more than 1/T of every matrix's rank per task for {tasks} experts; use rank <= {1 / tasks:.4g}"
+    return None
+
+
+def _lowrank_decomposes_something(settings: Mapping[str, object], tasks: int) -> str | None:
+    """CART at rank 0 keeps no component, so it decomposes nothing and ``svd`` would have no effect."""
+    if settings.get("svd") == "lowrank" and settings.get("rank") == 0:
+        return "rank 0 keeps no component, so svd lowrank decomposes nothing (the merge is the average); use rank > 0"
     return None
 
 
@@ -103,12 +117,15 @@ MERGE_DECLARATIONS: dict[str, MergeDeclaration] = {
         MergeDeclaration("tsv_m", "Task Singular Vectors merge",
                          (_scale(1.0, "coefficient of the TSV-M delta", _SVD_SCALE_GRID),
                           HyperParameter("rank", float, None, "per-task rank fraction of r; none = int(r/T), the authors' rule",
-                                         partial(check_fraction, allow_zero=False), optional=True)),
+                                         partial(check_fraction, allow_zero=False), optional=True),
+                          _svd("each task's top-k decomposition")),
                          meaningful_when=(*_SCALED, _tsv_rank_fits)),
         MergeDeclaration("cart", "centred task vectors, low-rank, added to the average",
                          (_scale(2.0, "lambda multiplying the sum of low-rank centred task vectors", ()),
                           HyperParameter("rank", float, 0.12, "rank fraction of r kept per centred task vector, in [0, 1]",
-                                         partial(check_fraction, allow_zero=True)))),
+                                         partial(check_fraction, allow_zero=True)),
+                          _svd("each centred task vector's rank-k decomposition")),
+                         meaningful_when=(_lowrank_decomposes_something,)),
         MergeDeclaration("iso_c", "isotropic merge: flattened spectrum of the task-vector sum",
                          (_scale(1.0, "coefficient of the Iso-C delta", _SVD_SCALE_GRID),), meaningful_when=_SCALED),
         MergeDeclaration("iso_cts", "isotropic merge in common and task-specific subspaces",

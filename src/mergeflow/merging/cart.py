@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from mergeflow.declarations.common import check_fraction, check_number
+from mergeflow.declarations.common import check_choice, check_fraction, check_number
+from mergeflow.declarations.merging import SVD_CHOICES
 from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import InMemoryVectors, KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_cart_matrix
 from mergeflow.merging.scaled import ScaledMerge
-from mergeflow.merging.spectral import spectral_key, spectral_plan, thin_svd
+from mergeflow.merging.spectral import spectral_key, spectral_plan
+from mergeflow.merging.top_svd import top_svd
 from mergeflow.runtime.device import CPU
 
 
@@ -19,43 +21,45 @@ def cart_rank(rank: int, fraction: float) -> int:
 
 
 def cart(
-    task_vectors: TaskVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
-    device: torch.device = CPU,
+    task_vectors: TaskVectors, *, scale: float = 2.0, rank: float = 0.12, svd: str = "exact",
+    is_matrix: KeyPredicate = is_cart_matrix, device: torch.device = CPU,
 ) -> StateDict:
     """The CART delta from theta_0: mean_t tau_t + scale * sum_t LR_k(tau_t - mean_s tau_s) on matrix keys.
 
     theta_0 plus it is theta_avg + lambda * sum_t LR_k(tau_bar_t), lambda = ``scale`` multiplying a *sum*.
     Non-matrix keys are theta_avg exactly (the authors add sum_t tau_bar_t, which is 0 up to rounding).
     Defaults are the authors' ViT-B/32 8-task config (prior 2.0, initial_rank_ratio 0.12). The optional
-    energy-threshold rank rule is not implemented. The SVDs run on ``device``; the delta is on the task vectors' device.
+    energy-threshold rank rule is not implemented. ``svd`` decomposes exactly (thin SVD) or with ``torch.svd_lowrank``
+    (``merging.top_svd``); the SVDs run on ``device``; the delta is on the task vectors' device.
     """
-    return as_delta(in_memory(cart_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix, device=device))
+    return as_delta(in_memory(cart_plan, task_vectors, scale=scale, rank=rank, svd=svd, is_matrix=is_matrix, device=device))
 
 
-def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
-              device: torch.device = CPU) -> MergePlan:
+def cart_plan(vectors: KeyVectors, *, scale: float = 2.0, rank: float = 0.12, svd: str = "exact",
+              is_matrix: KeyPredicate = is_cart_matrix, device: torch.device = CPU) -> MergePlan:
     """CART key by key (no global pass); see :func:`cart`."""
     scale = check_number("scale", scale)
     rank = check_fraction("rank", rank, allow_zero=True)
+    svd = check_choice("svd", svd, SVD_CHOICES)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
         average = stack.mean(dim=0)
-        low_rank = _low_rank_sum(stack, average, rank)
+        low_rank = _low_rank_sum(stack, average, rank, svd)
         return average if low_rank is None else average + scale * low_rank
 
     return spectral_plan(is_matrix, merge_matrix, 1.0, device)
 
 
-def _low_rank_sum(stack: torch.Tensor, average: torch.Tensor, rank: float) -> torch.Tensor | None:
+def _low_rank_sum(stack: torch.Tensor, average: torch.Tensor, rank: float, svd: str) -> torch.Tensor | None:
     """sum_t LR_k(tau_t - average) at one (T, m, n) key, or None when the rank keeps no component."""
     kept = cart_rank(stack.shape[2], rank)
     if kept == 0:
         return None
-    left, values, right = thin_svd(stack - average)
-    return ((left[:, :, :kept] * values[:, None, :kept]) @ right[:, :kept, :]).sum(dim=0)
+    left, values, right = top_svd(stack - average, kept, svd)
+    return ((left * values[:, None, :]) @ right).sum(dim=0)
 
 
-def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyPredicate = is_cart_matrix,
+def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, svd: str = "exact", is_matrix: KeyPredicate = is_cart_matrix,
                device: torch.device = CPU) -> ScaledMerge:
     """CART as offset (the average) + scale * direction (the low-rank sum), so a scale grid needs one SVD pass.
 
@@ -69,7 +73,7 @@ def cart_parts(task_vectors: TaskVectors, *, rank: float = 0.12, is_matrix: KeyP
         return stack.mean(dim=0)
 
     def direction(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
-        low_rank = _low_rank_sum(stack, stack.mean(dim=0), rank)
+        low_rank = _low_rank_sum(stack, stack.mean(dim=0), rank, svd)
         return torch.zeros_like(stack[0]) if low_rank is None else low_rank
 
     offsets: StateDict = {}

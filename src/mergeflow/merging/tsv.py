@@ -6,12 +6,14 @@ import warnings
 
 import torch
 
-from mergeflow.declarations.common import check_fraction, check_number
+from mergeflow.declarations.common import check_choice, check_fraction, check_number
+from mergeflow.declarations.merging import SVD_CHOICES
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
-from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
+from mergeflow.merging.spectral import polar_factor, spectral_plan
+from mergeflow.merging.top_svd import top_svd
 from mergeflow.runtime.device import CPU
 
 
@@ -29,8 +31,8 @@ def tsv_per_task_rank(rank: int, num_tasks: int, fraction: float | None = None) 
 
 
 def tsv_m(
-    task_vectors: TaskVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix,
-    device: torch.device = CPU,
+    task_vectors: TaskVectors, *, scale: float = 1.0, rank: float | None = None, svd: str = "exact",
+    is_matrix: KeyPredicate = is_tsv_iso_matrix, device: torch.device = CPU,
 ) -> StateDict:
     """scale * Delta, the TSV-M merged task vector (``compute_and_sum_svd_mem_reduction``, method TSVM).
 
@@ -39,17 +41,19 @@ def tsv_m(
     concatenations by their polar factors, and Delta = P_U diag(s) P_V. Other keys get the mean of tau_t, also
     times ``scale``; so does a matrix whose k rounds to 0 (r < T: the authors' code leaves it at theta_0 silently,
     we merge it as a non-matrix key rather than refuse the whole merge — docs/methods.md, TSV-M). Default scale 1.0 is the paper's; the released code searches {0.1, ..., 3.0} on validation.
-    The SVDs run on ``device``; the merged delta is on the task vectors' device.
+    ``svd`` decomposes each task exactly (thin SVD) or with ``torch.svd_lowrank`` (``merging.top_svd``); the SVDs
+    run on ``device``; the merged delta is on the task vectors' device.
     """
-    return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, is_matrix=is_matrix, device=device))
+    return as_delta(in_memory(tsv_m_plan, task_vectors, scale=scale, rank=rank, svd=svd, is_matrix=is_matrix, device=device))
 
 
 def tsv_m_plan(
-    vectors: KeyVectors, *, scale: float = 1.0, rank: float | None = None, is_matrix: KeyPredicate = is_tsv_iso_matrix,
-    device: torch.device = CPU,
+    vectors: KeyVectors, *, scale: float = 1.0, rank: float | None = None, svd: str = "exact",
+    is_matrix: KeyPredicate = is_tsv_iso_matrix, device: torch.device = CPU,
 ) -> MergePlan:
     """TSV-M key by key (no global pass); see :func:`tsv_m`."""
     scale = check_number("scale", scale)
+    svd = check_choice("svd", svd, SVD_CHOICES)
     num_tasks = len(vectors.names)
 
     def merge_matrix(stack: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -59,23 +63,25 @@ def tsv_m_plan(
                           "(k rounds to 0); it is merged as the mean of the task vectors, as TSV-M merges non-matrix keys",
                           stacklevel=2)
             return scale * stack.mean(dim=0)  # so the matrix is merged as TSV-M merges its non-matrix keys (docstring)
-        orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task)
+        orthogonal_left, values_all, orthogonal_right, _ = tsv_orthogonal_factors(stack, per_task, svd)
         return scale * ((orthogonal_left * values_all) @ orthogonal_right)  # scale last: see merging.scaled
 
     return spectral_plan(is_matrix, merge_matrix, scale, device)
 
 
 def tsv_orthogonal_factors(
-    stack: torch.Tensor, per_task: int
+    stack: torch.Tensor, per_task: int, svd: str = "exact"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """TSV-M's blocks at one (T, m, n) key (n <= m): (P_U (m, n), values (n,), P_V (n, n), thin SVD of every task).
+    """TSV-M's blocks at one (T, m, n) key (n <= m): (P_U (m, n), values (n,), P_V (n, n), every task's SVD: the
+    whole thin SVD with ``svd="exact"``, only its top ``per_task`` components with ``"lowrank"``).
 
     Each task's top ``per_task`` left/right singular vectors are concatenated (task by task) and replaced by their
     polar factors; columns past T * per_task are zero-padding (values 0). Static TSV-M is P_U diag(values) P_V;
     AdaRank-TSV-M (``adaptation.components``) slices the same factors per task, so both share this one code path.
     """
     num_tasks, rows, cols = stack.shape
-    left, values, right = thin_svd(stack)
+    # exact keeps every component (AdaRank-TSV-M's tail uses them); lowrank computes only the top per_task
+    left, values, right = top_svd(stack, cols if svd == "exact" else per_task, svd)
     used = num_tasks * per_task
     left_all = torch.zeros(rows, cols, dtype=stack.dtype, device=stack.device)
     values_all = torch.zeros(cols, dtype=stack.dtype, device=stack.device)
