@@ -25,6 +25,26 @@ The documented large run (not part of any test; ~24 GB of weights on a 24 GB mac
 because nothing holds more than one tensor per expert; it needs ~26 GB of free disk and takes a while)::
 
     python benchmarks/merge_bench.py --experts 20 --preset vit-l-14 --methods ties,tall_ties --dir /data/bench20
+
+Against FusionBench (issue 17, item 7): ``--against fusionbench --fusionbench-python PY`` runs, per method FusionBench
+implements (task_arithmetic, ties, tall_ta, emr, tsv_m, iso_c, iso_cts), two whole processes on the same files with
+the same OMP/MKL thread count (``--threads``, default 1), the order alternating: the ``mergeflow merge`` CLI, and
+``fusionbench_side.py`` under FusionBench's interpreter (its own ``run(modelpool)``, mergeflow's default
+hyperparameters mapped to FusionBench's names). It prints wall s and peak RSS of both, FB / mf, FusionBench's
+in-process merge time, and how far the outputs are apart, and writes the table to
+``benchmarks/results/merge_bench_vs_fusionbench_<preset>_x<experts>_t<threads>.txt``. FusionBench is never a
+dependency of mergeflow; install it in a venv of its own (what its merging code imports, found by trying)::
+
+    python3 -m venv /tmp/fbvenv
+    /tmp/fbvenv/bin/pip install torch==2.14.1 safetensors            # the torch mergeflow's venv has
+    /tmp/fbvenv/bin/pip install --no-deps fusion_bench-0.2.33-py3-none-any.whl   # or: pip download fusion_bench==0.2.33
+    /tmp/fbvenv/bin/pip install packaging omegaconf transformers accelerate datasets bidict hydra-core \
+        lightning_utilities lightning peft
+    python benchmarks/merge_bench.py --against fusionbench --fusionbench-python /tmp/fbvenv/bin/python --preset tiny
+    python benchmarks/merge_bench.py --against fusionbench --fusionbench-python /tmp/fbvenv/bin/python \
+        --methods task_arithmetic,emr --threads 2
+
+Mind the memory: FusionBench holds every expert whole (TA ~5 GB, EMR ~8 GB, TIES ~22 GB peak at 8 x ViT-B/32).
 """
 
 from __future__ import annotations
