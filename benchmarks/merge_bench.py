@@ -25,6 +25,26 @@ The documented large run (not part of any test; ~24 GB of weights on a 24 GB mac
 because nothing holds more than one tensor per expert; it needs ~26 GB of free disk and takes a while)::
 
     python benchmarks/merge_bench.py --experts 20 --preset vit-l-14 --methods ties,tall_ties --dir /data/bench20
+
+Against FusionBench (issue 17, item 7): ``--against fusionbench --fusionbench-python PY`` runs, per method FusionBench
+implements (task_arithmetic, ties, tall_ta, emr, tsv_m, iso_c, iso_cts), two whole processes on the same files with
+the same OMP/MKL thread count (``--threads``, default 1), the order alternating: the ``mergeflow merge`` CLI, and
+``fusionbench_side.py`` under FusionBench's interpreter (its own ``run(modelpool)``, mergeflow's default
+hyperparameters mapped to FusionBench's names). It prints wall s and peak RSS of both, FB / mf, FusionBench's
+in-process merge time, and how far the outputs are apart, and writes the table to
+``benchmarks/results/merge_bench_vs_fusionbench_<preset>_x<experts>_t<threads>.txt``. FusionBench is never a
+dependency of mergeflow; install it in a venv of its own (what its merging code imports, found by trying)::
+
+    python3 -m venv /tmp/fbvenv
+    /tmp/fbvenv/bin/pip install torch==2.14.1 safetensors            # the torch mergeflow's venv has
+    /tmp/fbvenv/bin/pip install --no-deps fusion_bench-0.2.33-py3-none-any.whl   # or: pip download fusion_bench==0.2.33
+    /tmp/fbvenv/bin/pip install packaging omegaconf transformers accelerate datasets bidict hydra-core \
+        lightning_utilities lightning peft
+    python benchmarks/merge_bench.py --against fusionbench --fusionbench-python /tmp/fbvenv/bin/python --preset tiny
+    python benchmarks/merge_bench.py --against fusionbench --fusionbench-python /tmp/fbvenv/bin/python \
+        --methods task_arithmetic,emr --threads 2
+
+Mind the memory: FusionBench holds every expert whole (TA ~5 GB, EMR ~8 GB, TIES ~22 GB peak at 8 x ViT-B/32).
 """
 
 from __future__ import annotations
@@ -38,6 +58,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ALL_METHODS = (
     "weight_averaging",
@@ -179,12 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated registry names (default: all 11)")
     parser.add_argument("--dir", help="where to write the checkpoints (default: a temporary directory, deleted afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the checkpoints (and reuse them if --dir already has them)")
+    parser.add_argument("--against", choices=["fusionbench"], help="time a peer's own implementation beside mergeflow's")
+    parser.add_argument("--fusionbench-python", help="the interpreter of a FusionBench install (e.g. /tmp/fbvenv/bin/python)")
+    parser.add_argument("--threads", type=int, default=1, help="--against: OMP/MKL threads for both tools (default 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args)
         return 0
+    if args.against and not args.fusionbench_python:
+        parser.error("--against fusionbench needs --fusionbench-python PATH")
+    if args.against and args.methods == ",".join(ALL_METHODS):
+        args.methods = ",".join(FUSIONBENCH_METHODS)
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    if args.against and (outside := [name for name in methods if name not in FUSIONBENCH_METHODS]):
+        parser.error(f"FusionBench does not implement {outside}; choose from {', '.join(FUSIONBENCH_METHODS)}")
     unknown = [name for name in methods if name not in ALL_METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
@@ -198,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         params = sum(_numel(shape) for shape in encoder_shapes(args.preset).values())
         print(f"{args.experts} experts x {params / 1e6:.1f} M params ({args.preset}, float32) in {directory} "
               f"[written in {time.perf_counter() - start:.1f} s]; {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
+        if args.against:
+            _write_against_results(args, methods, base, experts, directory, params)
+            return 0
         common = {"base": str(base), "experts": {name: str(path) for name, path in experts.items()}}
         read_wall, read_rss, _ = _measure({**common, "method": "read"})
         copy = directory / "out_write.safetensors"
@@ -221,6 +254,171 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 shutil.rmtree(directory, ignore_errors=True)
     return 0
+
+
+# --- --against fusionbench: whole processes of both tools on the same files (issue 17, item 7) -------------------
+
+FUSIONBENCH_METHODS = ("task_arithmetic", "ties", "tall_ta", "emr", "tsv_m", "iso_c", "iso_cts")
+FUSIONBENCH_SIDE = Path(__file__).with_name("fusionbench_side.py")
+MERGEFLOW_CLI = "import sys; from mergeflow.cli import main; sys.exit(main())"
+
+
+def _settings(method: str) -> list[str]:
+    """mergeflow's default hyperparameters of ``method`` as --set KEY=VALUE pairs, given to both tools."""
+    from mergeflow.merging.registry import resolve_hyperparameters
+
+    pairs = []
+    for key, value in resolve_hyperparameters(method).items():
+        pairs += ["--set", f"{key}={'none' if value is None else value}"]
+    return pairs
+
+
+def _thread_env(threads: int, keep_pythonpath: bool) -> dict[str, str]:
+    """The same thread count for both tools; FusionBench's side runs without mergeflow on its path."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if not keep_pythonpath:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run_process(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one whole process, start-up included (``/usr/bin/time``'s view).
+
+    Output goes to files, not pipes, so the child is reaped by ``os.wait4`` (its own ru_maxrss) and never blocks
+    on a full pipe (FusionBench prints a line per key)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(command[:4])} ... failed (exit {process.returncode}):\n{err.read()[-4000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def _max_abs(a: Any, b: Any) -> float:
+    """max |a - b| in float64 (0.0 for empty tensors)."""
+    import torch
+
+    if a.shape != b.shape:
+        raise SystemExit(f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}")
+    return float((a.to(torch.float64) - b.to(torch.float64)).abs().max()) if a.numel() else 0.0
+
+
+def compare_outputs(method: str, base: Path, tasks: list[str], mf_out: Path, fb_out: Path) -> str:
+    """How far FusionBench's output is from mergeflow's, key by key (never two whole models in memory)."""
+    import torch
+    from safetensors import safe_open
+
+    from mergeflow.merging.bank import task_key_delta
+    from mergeflow.merging.bankfile import MaskBankFile
+
+    with safe_open(str(fb_out), framework="pt") as fb, safe_open(str(base), framework="pt") as theta0:
+        if method not in ("tall_ta", "emr"):
+            with safe_open(str(mf_out), framework="pt") as mf:
+                keys = list(mf.keys())
+                if sorted(keys) != sorted(fb.keys()):
+                    return "different keys"
+                worst = max(_max_abs(mf.get_tensor(key), fb.get_tensor(key)) for key in keys)
+                scale = max(_max_abs(mf.get_tensor(key), theta0.get_tensor(key)) for key in keys)
+            return f"max|diff| {worst:.2e} (max|delta| {scale:.1e})"
+        bank = MaskBankFile(mf_out)
+        worst_model, mismatched, total, merged_diff = 0.0, 0, 0, 0.0
+        fb_rescalers = fb.get_tensor("rescalers").tolist() if method == "emr" else [1.0] * len(tasks)
+        for key in bank.keys:
+            shared = bank.merged(key)
+            if method == "emr":
+                merged_diff = max(merged_diff, _max_abs(shared, fb.get_tensor(f"merged/{key}")))
+            for index, task in enumerate(tasks):
+                mask = bank.mask(task, key)
+                mf_model = theta0.get_tensor(key) + task_key_delta(shared, mask, bank.rescalers[task])
+                if method == "emr":  # FusionBench's EMRTaskModulator.apply: theta + unified * mask * rescaler
+                    fb_mask = fb.get_tensor(f"mask/{task}/{key}")
+                    fb_model = theta0.get_tensor(key) + fb.get_tensor(f"merged/{key}") * fb_mask * fb_rescalers[index]
+                else:
+                    fb_model = fb.get_tensor(f"{task}/{key}")
+                    fb_mask = (fb_model - theta0.get_tensor(key)) != 0
+                mismatched += int((mask != fb_mask.to(torch.bool)).sum())
+                total += mask.numel()
+                worst_model = max(worst_model, _max_abs(mf_model, fb_model))
+        text = f"task models max|diff| {worst_model:.2e}; masks differ at {mismatched / max(total, 1):.2%}"
+        if method == "emr":
+            rescaler_diff = max(abs(bank.rescalers[task] - fb_rescalers[i]) for i, task in enumerate(tasks))
+            text += f"; merged max|diff| {merged_diff:.2e}; rescalers max|diff| {rescaler_diff:.1e}"
+        return text
+
+
+def against_fusionbench(args: argparse.Namespace, methods: list[str], base: Path, experts: dict[str, Path],
+                        directory: Path) -> list[str]:
+    """Each method as two whole processes on the same files, the order alternating; returns the table's lines."""
+    header = (f"{'method':<16}{'FB wall s':>10}{'FB peak RSS MB':>16}{'mf wall s':>10}{'mf peak RSS MB':>16}"
+              f"{'FB / mf':>9}{'FB merge s':>12}  agreement (FusionBench vs mergeflow)")
+    lines = [header]
+    print(header, flush=True)
+    expert_args = [f"{name}={path}" for name, path in experts.items()]
+    for index, method in enumerate(methods):
+        settings = _settings(method)
+        mf_out, fb_out = directory / f"mf_{method}.safetensors", directory / f"fb_{method}.safetensors"
+        mf_command = [sys.executable, "-c", MERGEFLOW_CLI, "merge", "--method", method, "--base", str(base),
+                      *(part for pair in expert_args for part in ("--expert", pair)), "--out", str(mf_out), *settings]
+        fb_command = [args.fusionbench_python, str(FUSIONBENCH_SIDE), "--method", method, "--base", str(base),
+                      *(part for pair in expert_args for part in ("--expert", pair)), "--out", str(fb_out),
+                      "--threads", str(args.threads), *settings]
+        runs: dict[str, tuple[float, float, str]] = {}
+        order = [("mf", mf_command, True), ("fb", fb_command, False)]
+        for side, command, keep_path in order if index % 2 else order[::-1]:  # FusionBench first on even rows
+            runs[side] = _run_process(command, _thread_env(args.threads, keep_path))
+        fb_wall, fb_rss, fb_stdout = runs["fb"]
+        mf_wall, mf_rss, _ = runs["mf"]
+        fb_inner = json.loads(fb_stdout.strip().splitlines()[-1])
+        agreement = compare_outputs(method, base, list(experts), mf_out, fb_out)
+        mf_out.unlink(missing_ok=True)
+        fb_out.unlink(missing_ok=True)
+        line = (f"{method:<16}{fb_wall:>10.2f}{fb_rss:>16.0f}{mf_wall:>10.2f}{mf_rss:>16.0f}{fb_wall / mf_wall:>8.2f}x"
+                f"{fb_inner['merge']:>12.2f}  {agreement}")
+        lines.append(line)
+        print(line, flush=True)
+    return lines
+
+
+def _write_against_results(args: argparse.Namespace, methods: list[str], base: Path, experts: dict[str, Path],
+                           directory: Path, params: int) -> None:
+    """Run the side-by-side table and write it, with the conditions it was measured under, to benchmarks/results/."""
+    import platform
+
+    fb_version = subprocess.run([args.fusionbench_python, "-c", "import importlib.metadata as m, torch; "
+                                 "print(m.version('fusion_bench'), torch.__version__)"],
+                                capture_output=True, text=True, env=_thread_env(args.threads, False)).stdout.strip()
+    load_before = os.getloadavg()
+    lines = against_fusionbench(args, methods, base, experts, directory)
+    load_after = os.getloadavg()
+    header = [
+        f"merge_bench.py --against fusionbench --preset {args.preset} --experts {args.experts} --threads {args.threads}",
+        f"date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {platform.platform()}; {os.cpu_count()} cpus; "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
+        f"{args.experts} experts x {params / 1e6:.2f} M params ({args.preset}, float32); FusionBench {fb_version} "
+        f"({args.fusionbench_python}); mergeflow with torch {_torch_version()} ({sys.executable})",
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: "
+        + ("the machine was shared with other workers, so these are not quiet figures" if max(load_before[0], load_after[0]) > 0.5
+           else "quiet"),
+        "whole processes (start-up, reading, merging, writing the output), one run each, the order alternating; "
+        "peak RSS = the child's ru_maxrss (os.wait4); 'FB merge s' = FusionBench's run(modelpool) alone; "
+        "mergeflow = the `mergeflow merge` CLI; agreement compares the two outputs key by key "
+        "(tall_ta: FusionBench's mask inferred as retrieved model != theta_0)",
+        "",
+    ]
+    results = Path(__file__).with_name("results") / f"merge_bench_vs_fusionbench_{args.preset}_x{args.experts}_t{args.threads}.txt"
+    results.write_text("\n".join(header + lines) + "\n")
+    print(f"written {results}")
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
