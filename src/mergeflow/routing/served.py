@@ -78,6 +78,17 @@ def logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     return F.normalize(features, dim=-1) @ head.T
 
 
+def check_heads_and_router(heads: Sequence[torch.Tensor], tasks: Sequence[str], router: Router | None) -> None:
+    """One head per task, and a router calibrated for exactly these tasks: what every routed server needs first."""
+    if len(heads) != len(tasks):
+        raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
+    if router is not None and tuple(router.tasks) != tuple(tasks):
+        raise MergeflowError(
+            f"the router was calibrated for tasks {list(router.tasks)} but the mask bank holds {list(tasks)}: "
+            "recalibrate the router on the same suite"
+        )
+
+
 class RoutedClassifier:
     """Route each input with ``router`` on the features of ``feature_weights``, then serve it with its task's model.
 
@@ -100,13 +111,7 @@ class RoutedClassifier:
         device: torch.device = CPU,
         autocast: str = "none",
     ) -> None:
-        if len(heads) != len(tasks):
-            raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
-        if router is not None and tuple(router.tasks) != tuple(tasks):
-            raise MergeflowError(
-                f"the router was calibrated for tasks {list(router.tasks)} but the mask bank holds {list(tasks)}: "
-                "recalibrate the router on the same suite"
-            )
+        check_heads_and_router(heads, tasks, router)
         self.encoder = SwappableEncoder(encoder.to(device))
         self.feature_weights = to_device(feature_weights, device)
         self.task_weights = task_weights

@@ -28,7 +28,7 @@ from mergeflow.models.vit_split import SplitTower, check_split, keys_after
 from mergeflow.routing.calibration import prepare_features
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
-from mergeflow.routing.served import InputTransform, Prediction, logits
+from mergeflow.routing.served import InputTransform, Prediction, check_heads_and_router, logits
 from mergeflow.runtime.device import CPU, autocast_context, to_device
 
 # task t's weights for the keys a continuation reads (theta_0 + r_t * (m_t ⊙ merged), those keys only)
@@ -53,10 +53,7 @@ class SharedTrunkClassifier:
         device: torch.device = CPU,
         autocast: str = "none",
     ) -> None:
-        if len(heads) != len(tasks):
-            raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
-        if router is not None and tuple(router.tasks) != tuple(tasks):
-            raise MergeflowError(f"the router was calibrated for tasks {list(router.tasks)} but the bank holds {list(tasks)}")
+        check_heads_and_router(heads, tasks, router)
         self.split = check_split(tower, split)
         self.tower = SplitTower(tower.to(device))
         self.feature_weights = to_device(feature_weights, device)
