@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     exit 2; anything else is a bug in mergeflow, one line and exit 1, its traceback shown with ``--debug``. SIGINT
     and SIGTERM clean up (temp files, new folders) and end with one line and 130 / 143 (``mergeflow.interrupts``)."""
     args = build_parser().parse_args(argv)
+    code = 0
     with ExitOnInterrupt("mergeflow:", args.debug) as interrupt:
-        return _run(args)
-    assert interrupt.exit_code is not None  # reached only when an interrupt ended the block
-    return interrupt.exit_code
+        code = _run(args)
+    return code if interrupt.exit_code is None else interrupt.exit_code
 
 
 def _run(args: argparse.Namespace) -> int:

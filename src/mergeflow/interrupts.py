@@ -30,29 +30,45 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    # A second signal while the first unwinds is ignored: the cleanup (unlinking temp files) must be allowed to finish.
-    for stopping in _STOPPING:
-        signal.signal(stopping, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 class ExitOnInterrupt:
     """Within the block SIGINT/SIGTERM raise :class:`Interrupted` and SIGXFSZ is ignored; an interrupt that ends the
     block prints ``<prefix> interrupted (SIGTERM); ...`` on stderr and leaves the exit status in ``exit_code``
     (``debug``: it propagates instead, with its traceback). Outside the main thread signals cannot be handled and
-    the block runs as it is."""
+    the block runs as it is.
+
+    A signal can also arrive while ``__enter__`` or ``__exit__`` themselves run, outside the block's protection,
+    where a raised exception would end the process with a traceback: during ``__enter__`` nothing has been written,
+    so the process ends at once with the one line; during ``__exit__`` the body has finished, so the signal is kept
+    and reported as the block's interrupt (exit status included) once the handlers are restored."""
 
     def __init__(self, prefix: str, debug: bool = False) -> None:
         self.prefix = prefix
         self.debug = debug
         self.exit_code: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._late: int | None = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # A second signal while the first unwinds is ignored: the cleanup (unlinking temp files) must be allowed to
+        # finish.
+        for stopping in _STOPPING:
+            signal.signal(stopping, signal.SIG_IGN)
+        where = _own_method(frame)
+        if where == "enter":
+            os.write(2, f"{self._line(signum)}\n".encode())
+            os._exit(128 + signum)
+        if where == "exit":
+            self._late = signum
+            return
+        raise Interrupted(signum)
+
+    def _line(self, signum: int) -> str:
+        return f"{self.prefix} interrupted ({signal.Signals(signum).name}); {_NOTHING_LEFT}"
 
     def __enter__(self) -> ExitOnInterrupt:
         if threading.current_thread() is threading.main_thread():
             for signum in _STOPPING:
-                self._previous[signum] = signal.signal(signum, _raise_interrupted)
+                self._previous[signum] = signal.signal(signum, self._on_signal)
             if hasattr(signal, "SIGXFSZ"):
                 self._previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         return self
@@ -60,13 +76,27 @@ class ExitOnInterrupt:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
         for restored, handler in self._previous.items():
             signal.signal(restored, handler)
-        if not isinstance(error, KeyboardInterrupt) or self.debug:
+        if error is None and self._late is not None:
+            signum: int = self._late
+        elif isinstance(error, KeyboardInterrupt) and not self.debug:
+            signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
+        else:
             return False
-        signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
-        print(f"{self.prefix} interrupted ({signal.Signals(signum).name}); {_NOTHING_LEFT}",
-              file=sys.stderr, flush=True)
+        print(self._line(signum), file=sys.stderr, flush=True)
         self.exit_code = 128 + signum
         return True
+
+
+_OWN_CODE = {ExitOnInterrupt.__enter__.__code__: "enter", ExitOnInterrupt.__exit__.__code__: "exit"}
+
+
+def _own_method(frame: FrameType | None) -> str | None:
+    """'enter' or 'exit' when the interrupted code runs inside ExitOnInterrupt's own ``__enter__``/``__exit__``."""
+    while frame is not None:
+        if frame.f_code in _OWN_CODE:
+            return _OWN_CODE[frame.f_code]
+        frame = frame.f_back
+    return None
 
 
 def exit_while_starting(prefix: str) -> None:
