@@ -37,10 +37,12 @@ if TYPE_CHECKING:
 try:
     from flows.dvc_graph import Plan, PlanError, find_root, plan
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
+    from flows.workspace_lock import WorkspaceBusy, exclusive_workspace
 except ImportError:  # loaded by file path (`python flows/pipeline.py`, a Prefect entrypoint) from elsewhere
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
     from flows.dvc_graph import Plan, PlanError, find_root, plan
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
+    from flows.workspace_lock import WorkspaceBusy, exclusive_workspace
 
 DEFAULT_LOG_DIR = ".dvc/tmp/flow_logs"  # inside .dvc/tmp: ignored by git and by DVC, kept between runs
 CLONE_ENV = "MERGEFLOW_CLONE"  # on a remote worker: the path of that machine's clone of the repository
@@ -339,18 +341,31 @@ def pipeline_flow(
     log_dir: str = DEFAULT_LOG_DIR,
     gpus: list[str] | None = None,
     threads_per_stage: int | None = None,
+    wait_for_workspace: bool = False,
 ) -> dict[str, Any] | State:
     """Reproduce the pipeline (or what ``targets`` need): changed stages and their descendants, concurrently.
 
     Threads: ``threads_per_stage`` for every stage when given; else, with several stages at once on this machine's
     thread pool and no ``OMP_NUM_THREADS`` set, this machine's cores divided by the limit; else the environment's
-    (one stage at a time then runs exactly as under ``dvc repro``).
+    (one stage at a time then runs exactly as under ``dvc repro``). One flow per workspace: while another holds it
+    (``flows/workspace_lock.py``) the run fails at once with one line, or waits with ``wait_for_workspace``.
     """
+    try:
+        with exclusive_workspace(find_root(Path(root).resolve()), wait=wait_for_workspace):
+            return _reproduce(root, list(targets or []), max_concurrent, retries, retry_delay_seconds, keep_going,
+                              exchange, dask_address, log_dir, gpus, threads_per_stage)
+    except (WorkspaceBusy, PlanError) as exc:
+        return Failed(message=str(exc), data=PipelineFailed(str(exc)))
+
+
+def _reproduce(root: str, targets: list[str], max_concurrent: int | None, retries: int, retry_delay_seconds: float,
+               keep_going: bool, exchange: bool, dask_address: str | None, log_dir: str, gpus: list[str] | None,
+               threads_per_stage: int | None) -> dict[str, Any] | State:
+    """The flow's body, once the workspace is this run's."""
     from prefect.artifacts import create_markdown_artifact
 
     logger = get_run_logger()
     start = time.time()
-    targets = list(targets or [])
     local_gpus = [] if dask_address else list(default_gpus() if gpus is None else gpus)
     limit = max_concurrent or max(len(local_gpus), 1)
     if threads_per_stage is None and limit > 1 and not dask_address and "OMP_NUM_THREADS" not in os.environ:
@@ -439,6 +454,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"per-stage logs, <stage>.log (default: {DEFAULT_LOG_DIR}, inside the clone that "
                              f"ran the stage), and {DURATIONS_FILE}, the stage times that decide which ready stage "
                              "starts first")
+    parser.add_argument("--wait-for-workspace", action="store_true",
+                        help="when another flow is running in this workspace, wait for it to finish and then run "
+                             "(default: refuse at once with one line; two flows would write the same outputs)")
     parser.add_argument("--dry", action="store_true", help="print the plan (what would be submitted) and exit")
     return parser
 
@@ -463,31 +481,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--threads-per-stage must be at least 1")
     try:
         root = find_root(Path(args.repo).resolve())
-        the_plan = plan(root, args.targets, allow_missing=args.exchange)
-    except PlanError as exc:
+        if args.dry:
+            return _print_plan(plan(root, args.targets, allow_missing=args.exchange))
+        with exclusive_workspace(root, wait=args.wait_for_workspace):  # refused here, before Prefect's start-up
+            return _run_flow(parser.prog, root, args)
+    except (PlanError, WorkspaceBusy) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    if args.dry or the_plan.empty:
-        if the_plan.empty:
-            print(f"nothing to run: every stage is up to date ({the_plan.considered} checked by DVC)")
-        else:
-            print(f"{len(the_plan.order)} of {the_plan.considered} stages would run, in this order:")
-        for stage in the_plan.order:
-            why = "changed" if stage in the_plan.changed else "downstream of a change"
-            print(f"  {stage}  ({why}; after: {', '.join(sorted(the_plan.upstream[stage])) or '-'})")
-        return 0
+
+
+def _print_plan(the_plan: Plan) -> int:
+    """``--dry``, and a run with nothing to do: what would be submitted, in order, and why."""
+    if the_plan.empty:
+        print(f"nothing to run: every stage is up to date ({the_plan.considered} checked by DVC)")
+    else:
+        print(f"{len(the_plan.order)} of {the_plan.considered} stages would run, in this order:")
+    for stage in the_plan.order:
+        why = "changed" if stage in the_plan.changed else "downstream of a change"
+        print(f"  {stage}  ({why}; after: {', '.join(sorted(the_plan.upstream[stage])) or '-'})")
+    return 0
+
+
+def _run_flow(prog: str, root: Path, args: argparse.Namespace) -> int:
+    """Plan under the workspace lock (so the plan is not another flow's half-done state), then run the flow."""
+    the_plan = plan(root, args.targets, allow_missing=args.exchange)
+    if the_plan.empty:
+        return _print_plan(the_plan)
     state = pipeline_flow(root=str(root), targets=list(args.targets), max_concurrent=args.max_concurrent,
                  retries=args.retries, retry_delay_seconds=args.retry_delay, keep_going=args.keep_going,
                  exchange=args.exchange, dask_address=args.dask_address, log_dir=args.log_dir,
-                 threads_per_stage=args.threads_per_stage, return_state=True)
+                 threads_per_stage=args.threads_per_stage, wait_for_workspace=args.wait_for_workspace,
+                 return_state=True)
     outcome = state.result(raise_on_failure=False)
     summary = outcome.summary if isinstance(outcome, PipelineFailed) else outcome
-    if isinstance(summary, dict):
+    if isinstance(summary, dict) and "stages" in summary:
         _print_table(summary["stages"])
         print(f"{summary['status']} in {summary['seconds']:.1f} s; per-stage logs in {args.log_dir}")
     if state.is_completed():
         return 0
-    print(f"{parser.prog}: error: {outcome}", file=sys.stderr)
+    print(f"{prog}: error: {outcome}", file=sys.stderr)
     return 1
 
 

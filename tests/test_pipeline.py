@@ -1,62 +1,64 @@
-"""The real DVC pipeline on the smoke profile: it runs, a rerun is a no-op, one task's change reruns only its chain,
-one merging method's change reruns only that method (and what reads it), a routing hyperparameter reruns only
-calibration and what follows, a forced rerun of a fine-tuning stage reproduces the same expert bit for bit, and a cold
-run in a second copy gives byte-identical outputs (only the uncached timings and the report that shows them differ)."""
+"""The real DVC pipeline on the smoke profile: it runs, a teammate's clone of a pushed run computes nothing, a rerun
+is a no-op, a flipped byte in an output is noticed and rebuilt, one task's change reruns only its chain, one merging
+method's change reruns only that method (and what reads it), a routing hyperparameter reruns only calibration and what
+follows, and a forced rerun of a fine-tuning stage reproduces the same expert bit for bit. (A second cold run, killed
+and resumed, must give the same bytes: tests/flows/test_chaos.py.)
+
+The cold run is the session's shared one (pipeline_kit.shared_cold_run: built once, also the chaos test's
+reference); the tests here work on a copy of it."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from pipeline_kit import copy_project, dvc, ran
+from pipeline_kit import (
+    VENV_BIN,
+    clone,
+    commit,
+    copy_of,
+    dvc,
+    free_port,
+    project_env,
+    ran,
+    run,
+    shared_cold_run,
+    stale_stages,
+    start,
+    stop,
+    wait_http,
+)
 
 from mergeflow.evaluation.timings import TIMING_METRICS, read_timings
 
 pytestmark = pytest.mark.pipeline
 
-
-def _stale(workdir: Path) -> set[str]:
-    """Stages `dvc status` reports as changed (its unindented ``name:`` lines)."""
-    return set(re.findall(r"^(\S+):$", dvc(workdir, "status"), flags=re.MULTILINE))
+BUCKET = "mergeflow-team-cache"
+DUMMY = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def _locked_outputs(workdir: Path) -> dict[str, str]:
-    """Every output's hash as dvc.lock records it (path -> md5; a folder's is the hash of its listing)."""
-    stages = yaml.safe_load((workdir / "dvc.lock").read_text())["stages"]
-    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
-
-
-def _uncached_outputs(workdir: Path) -> set[str]:
-    """The outputs dvc.yaml declares ``cache: false`` (as DVC resolves the foreach items)."""
-    from dvc.repo import Repo
-
-    with Repo(str(workdir)) as repo:
-        return {str(out.def_path) for stage in repo.index.stages for out in stage.outs if not out.use_cache}
-
-
-def _files(workdir: Path, output: str) -> dict[str, bytes]:
-    """An output's bytes, file by file (a folder's files under their relative names)."""
-    path = workdir / output
-    if path.is_file():
-        return {output: path.read_bytes()}
-    return {str(file.relative_to(workdir)): file.read_bytes() for file in sorted(path.rglob("*")) if file.is_file()}
+@pytest.fixture(scope="module")
+def cold_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return shared_cold_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_project(tmp_path_factory.mktemp("pipeline"), "smoke.yaml")
+def project(cold_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This file's working copy of the cold run: the tests below change its params and rerun."""
+    return copy_of(cold_run[0], tmp_path_factory.mktemp("pipeline") / "project")
 
 
-def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> None:
-    output = dvc(project, "repro")
+def test_cold_run_builds_every_stage_and_the_results_table(cold_run: tuple[Path, str], project: Path) -> None:
+    output = cold_run[1]
     params = yaml.safe_load((project / "params.yaml").read_text())
     tasks, methods, route = params["suite"]["tasks"], params["merge"]["methods"], params["route"]
     expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results", "analyze_routing", "report"}
@@ -126,30 +128,73 @@ def test_cold_run_builds_every_stage_and_the_results_table(project: Path) -> Non
     assert re.search(r"task identity from base features \(logistic regression\), test +[\d.]+ ", output)  # regime printed
 
 
-def test_a_cold_run_elsewhere_gives_byte_identical_outputs_apart_from_the_timings(
-    project: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """Issue 18 item 6: no wall-clock value reaches a cached output, so a teammate's pushed results match a local rerun.
-    The second copy has its own DVC cache (nothing restored from the first run). Placed right after the cold run, which
-    it reuses as the first of the two (it makes that run itself when this test runs alone)."""
-    if not (project / "dvc.lock").exists():
-        dvc(project, "repro")
-    second = copy_project(tmp_path_factory.mktemp("second-copy"), "smoke.yaml")
-    dvc(second, "repro")
-    first_lock, second_lock = _locked_outputs(project), _locked_outputs(second)
-    assert first_lock.keys() == second_lock.keys()
-    uncached = _uncached_outputs(project)
-    timings = {path for path in uncached if path.startswith("reports/timings/")}
-    report = {"reports/report.md", "reports/figures"}  # the report's cost tables show this run's timings
-    assert timings and report <= uncached
-    cached = first_lock.keys() - uncached
-    assert {"reports/results.parquet", "reports/adaptation", "reports/parts/static"} <= cached
-    differ = {path for path in cached if first_lock[path] != second_lock[path]}
-    assert not differ, f"cached outputs differ between two cold runs: {sorted(differ)}"
-    # byte for byte, every output but the timings and the report: the cached ones and the uncached tables alike
-    for output in sorted(first_lock.keys() - timings - report):
-        assert _files(project, output) == _files(second, output), output
-    assert any(_files(project, path) != _files(second, path) for path in timings)  # wall clock: they do differ
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto_server on a free loopback port with one bucket; stopped by its PID afterwards."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    port = free_port()
+    proc = start([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log,
+                 dict(DUMMY, PATH="/usr/bin:/bin"))
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(f"{endpoint}/moto-api/", proc, log, timeout=60)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=DUMMY["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=DUMMY["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1").create_bucket(
+            Bucket=BUCKET)
+        yield endpoint
+    finally:
+        stop(proc)
+
+
+def _without_aws(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("AWS_")}
+
+
+def test_s3_remote_push_of_a_cold_run_then_a_fresh_clone_computes_nothing(
+        cold_run: tuple[Path, str], tmp_path: Path, s3_endpoint: str) -> None:
+    """Issue 18 item 6: the whole smoke pipeline, not one stage; the timing files are uncached outputs committed with
+    dvc.lock, so the teammate's clone has them and no stage of theirs is out of date."""
+    mine = copy_of(cold_run[0], tmp_path / "mine")
+    env = _without_aws(project_env(mine))
+    dvc(mine, "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc", env=env)
+    # What `dvc remote modify team endpointurl URL` and `dvc remote modify --local team access_key_id ...` write
+    # (flows/README.md shows the commands; one file write here instead of three dvc start-ups). Credentials go to
+    # .dvc/config.local, which git ignores, never to the committed .dvc/config.
+    with (mine / ".dvc" / "config").open("a") as config:
+        config.write(f"    endpointurl = {s3_endpoint}\n")
+    (mine / ".dvc" / "config.local").write_text(
+        f"['remote \"team\"']\n    access_key_id = {DUMMY['AWS_ACCESS_KEY_ID']}\n"
+        f"    secret_access_key = {DUMMY['AWS_SECRET_ACCESS_KEY']}\n")
+    assert ran(dvc(mine, "repro", env=env)) == set()  # the copy of the cold run is up to date
+    commit(mine, "a cold run of the smoke pipeline")
+    tracked = run(["git", "ls-files"], mine).stdout.split()
+    assert ".dvc/config" in tracked and ".dvc/config.local" not in tracked and "dvc.lock" in tracked
+    assert {"reports/timings/evaluate_static.json", "reports/report.md"} <= set(tracked)  # uncached: in git
+    assert "reports/results.parquet" not in tracked  # cached: in the remote
+    assert DUMMY["AWS_SECRET_ACCESS_KEY"] not in (mine / ".dvc" / "config").read_text()
+    dvc(mine, "push", "--run-cache", env=env)  # the outputs themselves, and the run records
+
+    import boto3
+
+    objects = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=DUMMY["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=DUMMY["AWS_SECRET_ACCESS_KEY"],
+                           region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    assert objects["KeyCount"] > 0
+
+    # The teammate: a fresh clone, credentials from the environment this time.
+    first = yaml.safe_load((mine / "params.yaml").read_text())["suite"]["tasks"][0]
+    theirs = clone(mine, tmp_path / "theirs")
+    their_env = project_env(theirs, **DUMMY)
+    assert not (theirs / "artifacts" / "data" / first).exists()
+    pulled = dvc(theirs, "repro", "--pull", env=their_env)
+    assert ran(pulled) == set(), pulled  # fetched, not recomputed: no stage at all
+    assert (theirs / "artifacts" / "data" / first / "train.parquet").exists()
+    assert (theirs / "reports" / "results.parquet").read_bytes() == (mine / "reports" / "results.parquet").read_bytes()
+    # `repro --pull` says "up to date" even for a missing uncached output; `status` would not, so ask it too
+    assert "Data and pipelines are up to date" in dvc(theirs, "status", env=their_env)
+    assert ran(dvc(theirs, "repro", env=their_env)) == set()  # and now simply up to date
 
 
 def test_the_pipelines_merge_equals_the_api_and_the_cli(project: Path, tmp_path: Path) -> None:
@@ -183,6 +228,25 @@ def test_the_pipelines_merge_equals_the_api_and_the_cli(project: Path, tmp_path:
 
 def test_second_run_is_a_no_op(project: Path) -> None:
     assert ran(dvc(project, "repro")) == set()
+
+
+def test_a_flipped_byte_in_an_output_is_noticed_and_rebuilt(project: Path) -> None:
+    """Issue 18 item 5: one bit of an expert's weights (past the safetensors header: the file still loads) changed
+    in the workspace; `dvc status` names the stage, `dvc repro` reruns it, and its deterministic rerun restores the
+    same bytes, so nothing downstream reruns. (A flip that keeps the file's mtime and size is not noticed: DVC trusts
+    its state database for unchanged files, as `dvc status` documents.)"""
+    task = yaml.safe_load((project / "params.yaml").read_text())["suite"]["tasks"][0]
+    expert = project / "artifacts" / "experts" / f"{task}.safetensors"
+    original = expert.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    expert.write_bytes(bytes(flipped))
+    assert f"finetune@{task}" in stale_stages(project)
+    executed = ran(dvc(project, "repro"))
+    # the report reads every stage's timing file, which the rerun renewed
+    assert executed - {"report"} == {f"finetune@{task}"}, executed
+    assert expert.read_bytes() == original
+    assert stale_stages(project) == set()
 
 
 def test_one_merge_hyperparameter_reruns_only_that_method(project: Path) -> None:
@@ -244,7 +308,7 @@ def test_one_learning_rate_reruns_only_that_expert_chain(project: Path) -> None:
     readers = {f"merge@{method}" for method in params["merge"]["methods"]}  # what reads the task vectors directly
     readers |= {f"adapt@{method}" for method in params["adapt"]["methods"]} | {"analyze_adaptation"}
     readers |= {f"serve_dynamic@{method}" for method in params["dynamic"]["methods"]}  # WEMoE/MoW mix task vectors per input
-    assert readers <= _stale(project) <= readers | {"results"}
+    assert readers <= stale_stages(project) <= readers | {"results"}
 
 
 def test_forced_rerun_reproduces_the_expert_exactly(project: Path) -> None:

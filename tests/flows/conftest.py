@@ -17,8 +17,7 @@ from types import ModuleType
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowkit import free_port, start, stop, wait_http  # noqa: E402
-from pipeline_kit import ROOT, VENV_BIN
+from pipeline_kit import ROOT, VENV_BIN, free_port, start, stop, wait_http  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

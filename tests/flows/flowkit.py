@@ -1,19 +1,13 @@
-"""Helpers for the flow tests: scratch copies of the project, a toy DVC project, the dvc CLI, and processes that
-are always stopped by the PID this test started (never by name)."""
+"""Helpers for the flow tests: scratch copies of the project, a toy DVC project, and flow runs (the processes they
+start and stop come from pipeline_kit)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline_kit import GIT, STAGE_ENV, copy_project, dvc, project_env, run
+from pipeline_kit import STAGE_ENV, copy_project, dvc, git_project, project_env
 
 
 def use_project(project: Path, monkeypatch: Any) -> Path:
@@ -25,9 +19,7 @@ def use_project(project: Path, monkeypatch: Any) -> Path:
 
 def copy_smoke_project(dest: Path, git: bool = False) -> Path:
     """The real pipeline at toy size, as tests/test_pipeline.py builds it: smoke profile as params.yaml."""
-    copy_project(dest, "smoke.yaml", init=False)
-    _init(dest, git)
-    return dest
+    return git_project(dest) if git else copy_project(dest, "smoke.yaml")
 
 
 TOY_DVC_YAML = """\
@@ -78,68 +70,8 @@ def toy_project(dest: Path, stages: str = TOY_DVC_YAML) -> Path:
     (dest / "dvc.yaml").write_text(stages)
     (dest / "flaky.py").write_text(FLAKY_PY)
     (dest / "input.txt").write_text("input")
-    _init(dest, git=False)
+    dvc(dest, "init", "--no-scm", "-q")
     return dest
-
-
-def _init(dest: Path, git: bool) -> None:
-    if git:
-        run([*GIT, "init", "-q"], dest)
-        dvc(dest, "init", "-q")
-    else:
-        dvc(dest, "init", "--no-scm", "-q")
-
-
-def commit(repo: Path, message: str) -> None:
-    run([*GIT, "add", "-A"], repo)
-    run([*GIT, "commit", "-q", "-m", message], repo)
-
-
-def clone(source: Path, dest: Path) -> Path:
-    run([*GIT, "clone", "-q", str(source), str(dest)], source.parent)
-    return dest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
-    """Start a background process in its own process group, so that stop() ends it and any children it forked."""
-    handle = log.open("w")
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """SIGTERM to the process group led by this PID, then SIGKILL if it has not exited after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
-    except ProcessLookupError:
-        pass
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> float:
-    """Seconds until ``url`` answers 200; fails with the log's tail if the process exits or time runs out."""
-    start_time = time.monotonic()
-    while time.monotonic() - start_time < timeout:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - start_time
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def run_flow(module: ModuleType, project: Path, **options: Any) -> tuple[Any, dict]:

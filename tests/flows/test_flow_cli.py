@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ from flowkit import toy_project
 from pipeline_kit import dvc, project_env, run
 
 from flows.dvc_graph import PlanError, plan
+from flows.workspace_lock import exclusive_workspace
 
 CHAIN = """\
 stages:
@@ -93,3 +96,27 @@ def test_plan_adds_the_descendants_of_a_change(tmp_path: Path, monkeypatch: pyte
     assert dry.returncode == 0 and "3 of 3 stages would run" in dry.stdout, dry.stdout
     assert dry.stdout.splitlines()[1:] == ["  a  (changed; after: -)", "  b  (downstream of a change; after: a)",
                                            "  c  (downstream of a change; after: b)"]
+
+
+def test_a_second_flow_in_one_workspace_refuses_with_one_line_or_waits(
+        tmp_path: Path, root: Path, prefect_api: str) -> None:
+    """Two flows in one workspace would run the same changed stage twice at once (DVC's lock is released while a
+    stage runs): while one holds it, another refuses at once with one line, exit 2, having run nothing; with
+    --wait-for-workspace it starts once the first has finished."""
+    toy = toy_project(tmp_path / "busy", stages=CHAIN)
+    with exclusive_workspace(toy):  # another flow's hold (this process's)
+        proc = _cli("--repo", str(toy), cwd=root)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"python -m flows.pipeline: error: another pipeline flow is running in {toy.resolve()} (pid {os.getpid()}, "
+            "started "), lines
+        assert lines[0].endswith("wait for it to finish, or pass --wait-for-workspace to start when it has")
+        waiting = subprocess.Popen([sys.executable, "-m", "flows.pipeline", "--repo", str(toy), "--wait-for-workspace"],
+                                   cwd=root, env=project_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        time.sleep(5)
+        assert waiting.poll() is None and not (toy / "a.txt").exists()  # queued behind the holder, nothing run
+    _, stderr = waiting.communicate(timeout=180)
+    assert waiting.returncode == 0, stderr[-3000:]
+    assert (toy / "c.txt").read_text() == "inputbc"

@@ -7,8 +7,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from flowkit import free_port, outcomes, run_flow, start, stop, toy_project, use_project
-from pipeline_kit import VENV_BIN, project_env
+from flowkit import outcomes, run_flow, toy_project, use_project
+from pipeline_kit import VENV_BIN, free_port, project_env, start, stop
 
 pytestmark = pytest.mark.pipeline
 

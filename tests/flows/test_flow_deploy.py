@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from flowkit import start, stop, toy_project
-from pipeline_kit import VENV_BIN, project_env, run
+from flowkit import toy_project
+from pipeline_kit import VENV_BIN, project_env, run, start, stop
 
 pytestmark = pytest.mark.pipeline
 
