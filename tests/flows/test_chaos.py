@@ -1,6 +1,8 @@
 """Chaos on the pipeline (issue 18 item 5): a cold run of the smoke profile killed with SIGKILL at seeded random
 points, some kills of ``dvc repro``, some of the Prefect flow, each run resumed by the other tool or the same one;
-the last resume runs uninterrupted. It must end where an uninterrupted cold run ends: the same dvc.lock (every cached
+the last resume runs uninterrupted. The points are spread over the whole run: the seed draws which stages (by the
+order they start in) a kill follows, and a delay of up to a few seconds after that stage started, so kills land in
+early data preparation, in training, in merges and in the last reports alike, each run making progress. It must end where an uninterrupted cold run ends: the same dvc.lock (every cached
 output's hash, every dependency and parameter) and the same metrics, ``dvc status`` clean, no temp file left. Once,
 while a flow runs, a second flow is started in the same workspace: it refuses with one line.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +44,8 @@ pytestmark = pytest.mark.pipeline
 
 SEED = 185
 TOOLS = ("dvc",) * 6 + ("flow",) * 4  # ten kills in all
-DELAY_S = (2.0, 20.0)  # each run is killed this long after it started (uniform), unless it finished first
+DELAY_S = (0.0, 4.0)  # after the chosen stage started (uniform): inside it, or in the one after it
+STARTED = re.compile(r"Running stage '([^']+)'")
 
 
 def _command(tool: str, project: Path) -> list[str]:
@@ -70,6 +74,11 @@ def _second_flow_refuses(project: Path, first: subprocess.Popen, env: dict[str, 
     return True
 
 
+def _started(logs: Path) -> set[str]:
+    """Stages some run has started so far (a killed stage, started again, counts once)."""
+    return {name for log in logs.glob("*.log") for name in STARTED.findall(log.read_text(errors="replace"))}
+
+
 def _temps(project: Path) -> list[Path]:
     return [path for folder in ("artifacts", "reports") for path in (project / folder).rglob(".*.tmp")]
 
@@ -81,21 +90,28 @@ def test_kill_9_of_dvc_repro_and_the_flow_then_resume_to_the_uninterrupted_run(
     rng = random.Random(SEED)
     tools = list(TOOLS)
     rng.shuffle(tools)
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        stages = len(list(repo.index.stages))
+    after = sorted(rng.sample(range(1, stages), len(tools)))  # kill k once this many stages have started
     logs = tmp_path_factory.mktemp("chaos-logs")
     landed: list[str] = []
     refused = False
-    for attempt, tool in enumerate(tools):
+    for attempt, (tool, count) in enumerate(zip(tools, after, strict=True)):
         log = logs / f"{attempt:02d}-{tool}.log"
         proc = start(_command(tool, project), log, env, cwd=project)
-        deadline = time.monotonic() + rng.uniform(*DELAY_S)
         if tool == "flow" and not refused:
             refused = _second_flow_refuses(project, proc, env)
+        while proc.poll() is None and len(_started(logs)) < count:
+            time.sleep(0.1)
+        deadline = time.monotonic() + rng.uniform(*DELAY_S)
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-            landed.append(tool)
+            landed.append(f"{tool} after {count} of {stages} stages")
         else:
             assert proc.returncode == 0, log.read_text()[-3000:]
         if (project / "dvc.lock").exists():  # never half-written: it parses, and names only real stages
@@ -113,9 +129,12 @@ def test_kill_9_of_dvc_repro_and_the_flow_then_resume_to_the_uninterrupted_run(
     report = {"reports/report.md", "reports/figures"}  # the report's cost tables show this run's timings
     assert timings and report <= uncached
 
+    def _wall_clock(path: str) -> bool:  # a timing file, the folder of them (the report's dependency), the report
+        return path in timings | report or path == "reports/timings"
+
     def without_wall_clock(lock: dict) -> dict:
         """dvc.lock without the entries of the timing files and the report (as outputs and as dependencies)."""
-        return {name: {key: [entry for entry in value if entry["path"] not in timings | report] if key in ("deps", "outs")
+        return {name: {key: [entry for entry in value if not _wall_clock(entry["path"])] if key in ("deps", "outs")
                        else value for key, value in stage.items()} for name, stage in lock["stages"].items()}
 
     assert ours.keys() == theirs.keys() and locked_outputs(project).keys() == locked_outputs(reference).keys()
