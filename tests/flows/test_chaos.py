@@ -79,6 +79,29 @@ def _started(logs: Path) -> set[str]:
     return {name for log in logs.glob("*.log") for name in STARTED.findall(log.read_text(errors="replace"))}
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Processes (zombies included) still in process group ``pgid``, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue  # gone while we looked
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_until_gone(pgid: int, timeout: float = 120.0) -> None:
+    """After a SIGKILL, wait until every process of the group has been reaped. DVC takes a pid that still exists (a
+    zombie its new parent, init, has not reaped yet) for a live writer and refuses the stage as busy; on this VM's init
+    that takes a few seconds, so a resume started at once fails for a reason that is not the pipeline's."""
+    deadline = time.monotonic() + timeout
+    while (members := _group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not members, f"processes of the killed group {pgid} still there after {timeout} s: {members}"
+
+
 def _temps(project: Path) -> list[Path]:
     return [path for folder in ("artifacts", "reports") for path in (project / folder).rglob(".*.tmp")]
 
@@ -111,6 +134,7 @@ def test_kill_9_of_dvc_repro_and_the_flow_then_resume_to_the_uninterrupted_run(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
+            _wait_until_gone(proc.pid)
             landed.append(f"{tool} after {count} of {stages} stages")
         else:
             assert proc.returncode == 0, log.read_text()[-3000:]

@@ -1,5 +1,5 @@
 """The flow on the real pipeline (smoke profile, a few stages selected with targets): it leaves the same dvc.lock as
-`dvc repro`, runs the two fine-tuning stages at the same time without corrupting dvc.lock, reruns exactly the stages
+`dvc repro` (the session's shared uninterrupted smoke run), runs the two fine-tuning stages at the same time without corrupting dvc.lock, reruns exactly the stages
 a parameter change affects (including the descendants `dvc status` does not report), and a no-op run is quick."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import yaml
 from flowkit import copy_smoke_project, outcomes, run_flow, use_project
-from pipeline_kit import dvc, ran
+from pipeline_kit import dvc, shared_cold_run
 
 from flows.dvc_graph import plan
 from mergeflow.profiles import resolve_profile
@@ -25,16 +25,15 @@ TARGETS = [f"finetune@{FIRST}", "evaluate_finetuned"]  # 7 stages: prepare x2, p
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two identical copies of the project: one for the flow, one for plain `dvc repro`."""
-    base = tmp_path_factory.mktemp("flow-pipeline")
-    return copy_smoke_project(base / "flow"), copy_smoke_project(base / "repro")
+def flow_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the project for the flow (the reference is the session's shared `dvc repro` of the same)."""
+    return copy_smoke_project(tmp_path_factory.mktemp("flow-pipeline") / "flow")
 
 
 @pytest.fixture
-def in_flow_project(twins: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+def in_flow_project(flow_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The stage subprocesses the in-process flow starts use the copied library and stages."""
-    return use_project(twins[0], monkeypatch)
+    return use_project(flow_copy, monkeypatch)
 
 
 def _ran(summary: dict) -> set[str]:
@@ -57,12 +56,12 @@ def _content(path: Path) -> object:
 
 
 def test_the_flow_leaves_the_same_dvc_lock_and_runs_experts_concurrently(
-    flows_pipeline: ModuleType, twins: tuple[Path, Path], in_flow_project: Path
+    flows_pipeline: ModuleType, in_flow_project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    flow_project, repro_project = twins
-    # The reference: plain `dvc repro` of one expert's chain (the flow runs a superset: both experts' chains).
-    expected = ran(dvc(repro_project, "repro", f"finetune@{FIRST}"))
-    assert {f"prepare@{FIRST}", "pretrain", "heads", f"finetune@{FIRST}"} <= expected
+    flow_project = in_flow_project
+    # The reference: one expert's chain as plain `dvc repro` built it (the flow runs a superset: both experts' chains).
+    repro_project, _ = shared_cold_run(tmp_path_factory)
+    expected = {f"prepare@{FIRST}", "pretrain", "heads", f"finetune@{FIRST}"}
 
     # What the experts need first (two stages at a time), so that both experts become ready at the same moment ...
     inputs = [f"prepare@{t}" for t in TASKS] + ["heads"]
@@ -84,7 +83,7 @@ def test_the_flow_leaves_the_same_dvc_lock_and_runs_experts_concurrently(
     # process to process; `dvc repro` alone shows it too): there the files must hold the same tensors and metadata.
     flow_lock = yaml.safe_load((flow_project / "dvc.lock").read_text())["stages"]
     repro_lock = yaml.safe_load((repro_project / "dvc.lock").read_text())["stages"]
-    assert set(repro_lock) == expected and set(flow_lock) == _ran(first) | _ran(second) >= expected
+    assert set(repro_lock) >= expected and set(flow_lock) == _ran(first) | _ran(second) >= expected
     differing: set[str] = set()
     for stage in sorted(expected):
         flow_entry, repro_entry = flow_lock[stage], repro_lock[stage]
