@@ -168,6 +168,32 @@ def stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
         pass
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Processes (zombies included) still in process group ``pgid``, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue  # gone while we looked
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """SIGKILL to the process group led by this PID, then wait until every process of it has been reaped. DVC takes a
+    pid that still exists (a zombie its new parent, init, has not reaped yet) for a live writer and refuses the stage as
+    busy; on this VM's init that takes a few seconds, so a resume started at once would fail for a reason that is not
+    the pipeline's."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + timeout
+    while (members := _group_members(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not members, f"processes of the killed group {proc.pid} still there after {timeout} s: {members}"
+
+
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> float:
     """Seconds until ``url`` answers 200; fails with the log's tail if the process exits or time runs out."""
     start_time = time.monotonic()

@@ -2,8 +2,8 @@
 points, some kills of ``dvc repro``, some of the Prefect flow, each run resumed by the other tool or the same one;
 the last resume runs uninterrupted. The points are spread over the whole run: the seed draws which stages (by the
 order they start in) a kill follows, and a delay of up to a few seconds after that stage started, so kills land in
-early data preparation, in training, in merges and in the last reports alike, each run making progress. It must end where an uninterrupted cold run ends: the same dvc.lock (every cached
-output's hash, every dependency and parameter) and the same metrics, ``dvc status`` clean, no temp file left. Once,
+early data preparation, in training, in merges and in the last reports alike, each run making progress. It must end
+where an uninterrupted cold run ends: the same dvc.lock (every cached output's hash, every dependency and parameter) and the same metrics, ``dvc status`` clean, no temp file left. Once,
 while a flow runs, a second flow is started in the same workspace: it refuses with one line.
 
 A kill takes the whole process group, as a job scheduler or the OOM killer of a cgroup would: DVC and the stage it
@@ -15,10 +15,8 @@ time on the other worker.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ import yaml
 from pipeline_kit import (
     copy_project,
     dvc,
+    kill_group,
     locked_outputs,
     output_files,
     project_env,
@@ -79,29 +78,6 @@ def _started(logs: Path) -> set[str]:
     return {name for log in logs.glob("*.log") for name in STARTED.findall(log.read_text(errors="replace"))}
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Processes (zombies included) still in process group ``pgid``, read from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
-        except (OSError, IndexError):
-            continue  # gone while we looked
-        if int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
-
-
-def _wait_until_gone(pgid: int, timeout: float = 120.0) -> None:
-    """After a SIGKILL, wait until every process of the group has been reaped. DVC takes a pid that still exists (a
-    zombie its new parent, init, has not reaped yet) for a live writer and refuses the stage as busy; on this VM's init
-    that takes a few seconds, so a resume started at once fails for a reason that is not the pipeline's."""
-    deadline = time.monotonic() + timeout
-    while (members := _group_members(pgid)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not members, f"processes of the killed group {pgid} still there after {timeout} s: {members}"
-
-
 def _temps(project: Path) -> list[Path]:
     return [path for folder in ("artifacts", "reports") for path in (project / folder).rglob(".*.tmp")]
 
@@ -132,9 +108,7 @@ def test_kill_9_of_dvc_repro_and_the_flow_then_resume_to_the_uninterrupted_run(
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-            _wait_until_gone(proc.pid)
+            kill_group(proc)
             landed.append(f"{tool} after {count} of {stages} stages")
         else:
             assert proc.returncode == 0, log.read_text()[-3000:]

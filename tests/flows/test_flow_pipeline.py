@@ -1,6 +1,7 @@
 """The flow on the real pipeline (smoke profile, a few stages selected with targets): it leaves the same dvc.lock as
-`dvc repro` (the session's shared uninterrupted smoke run), runs the two fine-tuning stages at the same time without corrupting dvc.lock, reruns exactly the stages
-a parameter change affects (including the descendants `dvc status` does not report), and a no-op run is quick."""
+`dvc repro` (the session's shared uninterrupted smoke run), runs the two fine-tuning stages at the same time without
+corrupting dvc.lock, reruns exactly the stages a parameter change affects (including the descendants `dvc status` does
+not report), and a no-op run is quick."""
 
 from __future__ import annotations
 
