@@ -26,7 +26,8 @@ def run_stage(stage: str, description: str, body: StageBody, item_help: str | No
     args = parser.parse_args()
     name = f"{stage}@{args.item}" if item_help else stage
     start = time.perf_counter()
-    with ExitOnInterrupt(f"mergeflow: stage {name}") as interrupt:  # SIGINT/SIGTERM: clean up, one line, 130/143
+    # SIGINT/SIGTERM: clean up, one line, 130/143; after the body they are ignored while the process leaves
+    with ExitOnInterrupt(f"mergeflow: stage {name}", leaving=True) as interrupt:
         try:
             body(args, load_params(args.params))
         except MergeflowError as exc:

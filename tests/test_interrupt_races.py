@@ -63,3 +63,47 @@ with interrupts.ExitOnInterrupt("mergeflow: test"):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (143, "", [LINE])
+
+
+@pytest.mark.parametrize("leaving", [True, False])
+def test_a_signal_after_a_leaving_block_changes_nothing(leaving: bool) -> None:
+    """A command's block ends, then a stop signal arrives while the process prints its status and tears down: with
+    ``leaving`` the process still exits with the work's status and prints nothing more; without it the previous
+    (default) handler is back, and SIGTERM kills it silently, the failure the fresh-process kills once hit."""
+    script = f"""
+import os, signal
+from mergeflow import interrupts
+with interrupts.ExitOnInterrupt("mergeflow: test", leaving={leaving}):
+    print("the block ran", flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGINT)
+print("exiting")
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    if leaving:
+        assert (done.returncode, done.stdout.splitlines(), done.stderr) == (0, ["the block ran", "exiting"], "")
+    else:
+        assert (done.returncode, done.stdout.splitlines(), done.stderr) == (-signal.SIGTERM, ["the block ran"], "")
+
+
+def test_the_program_ignores_a_stop_signal_once_its_command_is_done(tmp_path: Path) -> None:
+    """``mergeflow`` (cli.run) after its command: the SIGTERM a user sends as it finishes leaves the exit status 0."""
+    script = """
+import os, signal, sys
+from mergeflow import cli
+real_main = cli.main
+def main_then_signal(leaving=False):
+    code = real_main(["check-params", sys.argv[1]], leaving)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return code
+cli.main = main_then_signal
+cli.run()
+"""
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-c", script, str(params)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith(f"{params}: valid")

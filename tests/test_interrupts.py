@@ -9,7 +9,9 @@ import of torch, one fork per command), a few through fresh ``python -m`` proces
 (after the writer's temp file appears, a delay drawn up to the measured write time) or, for some SIGKILLs, anywhere
 in the process's life. SIGTERM/SIGINT are sent once the command runs (the fork runner starts it at once; fresh
 processes are signalled once their temp file exists), since a signal during the interpreter's own imports, before
-any mergeflow code runs, has nothing to clean up and Python's defaults answer it.
+any mergeflow code runs, has nothing to clean up and Python's defaults answer it. A SIGTERM/SIGINT that lands
+after the command's work (while it prints its status or the interpreter tears down) is ignored, so the command exits
+0 with its complete output: such a kill counts as not landed.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def _one_line(log: Path, signum: signal.Signals, what: str) -> None:
     """One line on stderr; a stage interrupted while importing does not know its name yet (``tasks/__init__.py``)."""
     lines = log.read_text().splitlines()
     started = f"mergeflow: {what}interrupted ({signum.name}); no partial file was left behind"
-    starting = f"mergeflow: stage interrupted ({signum.name}) while starting; no partial file was left behind"
-    assert lines in ([started], [starting] if what else [started]), lines
+    starting = f"mergeflow: {'stage ' if what else ''}interrupted ({signum.name}) while starting; no partial file was left behind"
+    assert lines in ([started], [starting]), lines
 
 
 def _after(pid: int, signum: signal.Signals, delay: float, seen: Callable[[], bool] | None, runner: ForkRunner) -> int:

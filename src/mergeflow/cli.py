@@ -14,7 +14,7 @@ from mergeflow.cli_convert import add_convert_command
 from mergeflow.cli_inputs import parse_experts
 from mergeflow.cli_route import add_route_commands
 from mergeflow.errors import MergeflowError, describe_os_error
-from mergeflow.interrupts import ExitOnInterrupt
+from mergeflow.interrupts import ExitOnInterrupt, exit_while_starting
 
 
 def _cmd_check_params(args: argparse.Namespace) -> None:
@@ -143,15 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, leaving: bool = False) -> int:
     """Run one command: 0 on success; a user error (MergeflowError, or the system refusing a file) is one line and
     exit 2; anything else is a bug in mergeflow, one line and exit 1, its traceback shown with ``--debug``. SIGINT
-    and SIGTERM clean up (temp files, new folders) and end with one line and 130 / 143 (``mergeflow.interrupts``)."""
+    and SIGTERM clean up (temp files, new folders) and end with one line and 130 / 143 (``mergeflow.interrupts``);
+    ``leaving`` (the process ends after this command) ignores them once the command is done."""
     args = build_parser().parse_args(argv)
     code = 0
-    with ExitOnInterrupt("mergeflow:", args.debug) as interrupt:
+    with ExitOnInterrupt("mergeflow:", args.debug, leaving) as interrupt:
         code = _run(args)
     return code if interrupt.exit_code is None else interrupt.exit_code
+
+
+def run() -> NoReturn:
+    """The ``mergeflow`` program: from here until the command's own handling starts, SIGINT/SIGTERM end it at once
+    with one line (nothing has been written yet); after the command they are ignored while the process exits."""
+    exit_while_starting("mergeflow:")
+    sys.exit(main(leaving=True))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -177,4 +185,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -39,11 +39,17 @@ class ExitOnInterrupt:
     A signal can also arrive while ``__enter__`` or ``__exit__`` themselves run, outside the block's protection,
     where a raised exception would end the process with a traceback: during ``__enter__`` nothing has been written,
     so the process ends at once with the one line; during ``__exit__`` the body has finished, so the signal is kept
-    and reported as the block's interrupt (exit status included) once the handlers are restored."""
+    and reported as the block's interrupt (exit status included) once the handlers are restored.
 
-    def __init__(self, prefix: str, debug: bool = False) -> None:
+    ``leaving``: the block is the process's whole work (a command, a stage), so its end ignores SIGINT/SIGTERM
+    instead of restoring the previous handlers: what is left is printing the status and the interpreter's teardown,
+    and a stop signal there would otherwise kill it silently (SIGTERM) or print a traceback (SIGINT) after the work
+    has finished. The process then leaves, moments later, with the work's own exit status."""
+
+    def __init__(self, prefix: str, debug: bool = False, leaving: bool = False) -> None:
         self.prefix = prefix
         self.debug = debug
+        self.leaving = leaving
         self.exit_code: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
         self._late: int | None = None
@@ -75,7 +81,7 @@ class ExitOnInterrupt:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
         for restored, handler in self._previous.items():
-            signal.signal(restored, handler)
+            signal.signal(restored, signal.SIG_IGN if self.leaving and restored in _STOPPING else handler)
         if error is None and self._late is not None:
             signum: int = self._late
         elif isinstance(error, KeyboardInterrupt) and not self.debug:
