@@ -10,36 +10,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_tower import TASKS, task_images, tiny_clip
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import reconstruct
 from mergeflow.merging.bankfile import MaskBankFile, write_mask_bank
 from mergeflow.merging.common import add_to_base
 from mergeflow.merging.tall import tall_ta
-from mergeflow.models.backbone import create_clip, preprocess_config
 from mergeflow.models.classifier import ImageClassifier
 from mergeflow.routing.routers import fit_router
-from mergeflow.routing.served import Preprocess, RoutedClassifier, StaticClassifier
+from mergeflow.routing.served import RoutedClassifier, StaticClassifier
 from mergeflow.routing.stream import mixed_stream, per_task_scores, serve
-
-TASKS = ("bright", "dark", "striped")
-
-
-def _images(task: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """uint8 NHWC images whose statistics differ by task, so their features are separable."""
-    noise = torch.randint(0, 40, (count, 32, 32, 3), generator=generator)
-    if task == 0:
-        return (200 + noise).to(torch.uint8)
-    if task == 1:
-        return noise.to(torch.uint8)
-    stripes = (torch.arange(32) % 4 < 2).to(torch.int64).view(1, 32, 1, 1) * 180
-    return (stripes + noise).clamp(0, 255).to(torch.uint8)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    clip = create_clip("mf-vit-tiny")
+    clip, preprocess = tiny_clip()
     base = {key: value.detach().clone() for key, value in clip.visual.state_dict().items()}
     generator = torch.Generator().manual_seed(1)
     task_vectors = {
@@ -52,9 +38,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     packed = MaskBankFile(path).load_packed()
     heads = [torch.nn.functional.normalize(torch.randn(classes, clip.visual.output_dim, generator=generator), dim=-1)
              for classes in (3, 5, 4)]
-    size, mean, std = preprocess_config(clip)
     averaged = add_to_base(base, {key: sum(tv[key] for tv in task_vectors.values()) / len(TASKS) for key in task_vectors[TASKS[0]]})
-    return clip, base, bank, packed, heads, Preprocess(size, tuple(mean), tuple(std)), averaged
+    return clip, base, bank, packed, heads, preprocess, averaged
 
 
 def _server(served, router=None) -> RoutedClassifier:  # type: ignore[no-untyped-def]
@@ -65,7 +50,7 @@ def _server(served, router=None) -> RoutedClassifier:  # type: ignore[no-untyped
 def test_oracle_routing_reproduces_task_known_predictions_in_input_order(served) -> None:  # type: ignore[no-untyped-def]
     clip, base, bank, _, heads, preprocess, _ = served
     generator = torch.Generator().manual_seed(2)
-    images = torch.cat([_images(t, 6, generator) for t in range(len(TASKS))])
+    images = torch.cat([task_images(t, 6, generator) for t in range(len(TASKS))])
     assignment = torch.tensor([t for t in range(len(TASKS)) for _ in range(6)])
     order = torch.randperm(len(images), generator=generator)  # mixed batch: groups interleave
     prediction = _server(served).predict(images[order], assignment[order])
@@ -83,10 +68,10 @@ def test_router_on_served_features_routes_separable_tasks(served) -> None:  # ty
     _, _, _, _, _, preprocess, averaged = served
     server = _server(served)
     generator = torch.Generator().manual_seed(3)
-    calibration = [server.encoder(averaged, preprocess(_images(t, 16, generator))) for t in range(len(TASKS))]
+    calibration = [server.encoder(averaged, preprocess(task_images(t, 16, generator))) for t in range(len(TASKS))]
     router = fit_router("mad", TASKS, calibration, eps=1e-2)
     routed = _server(served, router)
-    splits = [(_images(t, 10, generator), torch.zeros(10, dtype=torch.int64)) for t in range(len(TASKS))]
+    splits = [(task_images(t, 10, generator), torch.zeros(10, dtype=torch.int64)) for t in range(len(TASKS))]
     stream = mixed_stream(splits, torch.Generator().manual_seed(4))
     prediction, seconds = serve(lambda images, tasks: routed.predict(images), stream, 7, "test")
     scores = per_task_scores(stream, prediction, TASKS)
@@ -97,7 +82,7 @@ def test_router_on_served_features_routes_separable_tasks(served) -> None:  # ty
 def test_misrouted_inputs_count_as_wrong_even_when_the_class_index_matches(served) -> None:  # type: ignore[no-untyped-def]
     clip, _, _, _, heads, preprocess, averaged = served
     generator = torch.Generator().manual_seed(5)
-    splits = [(_images(t, 4, generator), torch.zeros(4, dtype=torch.int64)) for t in range(2)]
+    splits = [(task_images(t, 4, generator), torch.zeros(4, dtype=torch.int64)) for t in range(2)]
     stream = mixed_stream(splits, torch.Generator().manual_seed(6))
     static = StaticClassifier(clip.visual, averaged, heads, preprocess)
     prediction = static.predict(stream.images, stream.tasks)
@@ -122,7 +107,7 @@ def test_the_shared_pass_gives_the_served_predictions(served) -> None:  # type: 
 
     clip, base, _, packed, heads, preprocess, averaged = served
     generator = torch.Generator().manual_seed(5)
-    splits = [(_images(t, 10, generator), torch.zeros(10, dtype=torch.int64)) for t in range(len(TASKS))]
+    splits = [(task_images(t, 10, generator), torch.zeros(10, dtype=torch.int64)) for t in range(len(TASKS))]
     stream = mixed_stream(splits, torch.Generator().manual_seed(6))
     encoder = SwappableEncoder(clip.visual)
     with torch.no_grad():

@@ -8,37 +8,22 @@ from collections.abc import Collection
 
 import pytest
 import torch
+from tiny_tower import TASKS, task_images, tiny_clip
 from torch.func import functional_call
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bankfile import PackedMaskBank
-from mergeflow.models.backbone import create_clip, preprocess_config
 from mergeflow.models.vit_split import SplitTower, block_count, keys_after
-from mergeflow.routing.served import Preprocess, logits
+from mergeflow.routing.served import logits
 from mergeflow.routing.shared_trunk import SharedTrunkClassifier
 from mergeflow.routing.trunk_calibration import calibrate_every_split, features_by_split
 from mergeflow.statedict.bitpack import pack_bits
 
-TASKS = ("bright", "dark", "striped")
-
-
-def _images(task: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """uint8 NHWC images whose statistics differ by task (separable features)."""
-    noise = torch.randint(0, 40, (count, 32, 32, 3), generator=generator)
-    if task == 0:
-        return (200 + noise).to(torch.uint8)
-    if task == 1:
-        return noise.to(torch.uint8)
-    stripes = (torch.arange(32) % 4 < 2).to(torch.int64).view(1, 32, 1, 1) * 180
-    return (stripes + noise).clamp(0, 255).to(torch.uint8)
-
 
 @pytest.fixture(scope="module")
 def tower():  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    clip = create_clip("mf-vit-tiny")
-    size, mean, std = preprocess_config(clip)
-    return clip.visual.eval(), Preprocess(size, tuple(mean), tuple(std))
+    clip, preprocess = tiny_clip()
+    return clip.visual.eval(), preprocess
 
 
 def _weights(tower, seed: int) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
@@ -61,7 +46,7 @@ def _server(tower, preprocess, routing, tasks_weights, split: int, router=None) 
 def test_split_forward_is_the_task_forward_when_the_task_shares_the_trunk(tower) -> None:  # type: ignore[no-untyped-def]
     module, preprocess = tower
     routing = _weights(module, 1)
-    images = torch.cat([_images(t, 4, torch.Generator().manual_seed(t)) for t in range(3)])
+    images = torch.cat([task_images(t, 4, torch.Generator().manual_seed(t)) for t in range(3)])
     assignment = torch.tensor([0, 1, 2] * 4)
     for split in range(block_count(module)):  # L = all has no task part: the next test
         own = set(keys_after(routing, split))
@@ -85,7 +70,7 @@ def test_split_at_all_blocks_is_the_routing_model_with_the_task_head(tower) -> N
     routing, other = _weights(module, 1), _weights(module, 2)
     blocks = block_count(module)
     server = _server(module, preprocess, routing, [other] * 3, blocks)
-    images = torch.cat([_images(t, 4, torch.Generator().manual_seed(t)) for t in range(3)])
+    images = torch.cat([task_images(t, 4, torch.Generator().manual_seed(t)) for t in range(3)])
     assignment = torch.tensor([2, 0, 1] * 4)
     with torch.no_grad():
         features = functional_call(module, routing, (preprocess(images),))
@@ -98,8 +83,8 @@ def test_routing_on_block_features_picks_the_right_task(tower) -> None:  # type:
     module, preprocess = tower
     routing = _weights(module, 1)
     generator = torch.Generator().manual_seed(3)
-    train = [_images(t, 40, generator) for t in range(3)]
-    held_in = [_images(t, 10, generator) for t in range(3)]
+    train = [task_images(t, 40, generator) for t in range(3)]
+    held_in = [task_images(t, 10, generator) for t in range(3)]
     split_tower = SplitTower(module)
 
     def extract(images: torch.Tensor) -> list[torch.Tensor]:
@@ -107,7 +92,7 @@ def test_routing_on_block_features_picks_the_right_task(tower) -> None:  # type:
 
     fitted = calibrate_every_split("mad", TASKS, train, held_in, extract, samples=16, eps=1e-4, seed=0, quantile=0.99)
     assert len(fitted) == block_count(module) + 1
-    test = torch.cat([_images(t, 8, generator) for t in range(3)])
+    test = torch.cat([task_images(t, 8, generator) for t in range(3)])
     truth = torch.arange(3).repeat_interleave(8)
     for split, calibrated in enumerate(fitted):
         server = _server(module, preprocess, routing, [routing] * 3, split, calibrated.router)
@@ -117,7 +102,7 @@ def test_routing_on_block_features_picks_the_right_task(tower) -> None:  # type:
 def test_calibration_at_the_last_split_sees_the_final_features(tower) -> None:  # type: ignore[no-untyped-def]
     module, preprocess = tower
     routing = _weights(module, 1)
-    images = _images(0, 6, torch.Generator().manual_seed(4))
+    images = task_images(0, 6, torch.Generator().manual_seed(4))
     by_split = features_by_split(SplitTower(module), routing, preprocess, images, 4)
     with torch.no_grad():
         torch.testing.assert_close(by_split[-1], functional_call(module, routing, (preprocess(images),)))

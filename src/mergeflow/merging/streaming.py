@@ -117,8 +117,6 @@ def merge_files(
     hyperparameters = resolve_hyperparameters(method, overrides)
     if task is not None and spec.returns != "bank":
         raise MergeflowError(f"--task applies to mask-bank methods (tall_ta, tall_ties, emr), not {method}")
-    if spec.plan is None:
-        raise MergeflowError(f"{method} has no streaming form")
     if expert_paths:
         check_meaningful(method, len(expert_paths), hyperparameters)
     with ExitStack() as stack:
