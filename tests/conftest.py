@@ -1,5 +1,5 @@
 """Shared fixtures: the repository root, and quiet offline settings for every test. Under pytest-xdist
-(scripts/run_tests.sh runs one worker per core) each worker gets its share of the cores, and the slowest files are
+(scripts/run_tests.sh runs one worker more than the cores, at most 4) each worker gets its share of the cores, and the slowest files are
 handed out first so that the workers finish together."""
 
 from __future__ import annotations
