@@ -2,8 +2,9 @@
 # The test job: set up what is missing, lint and type-check (ruff, mypy), then run the test suite (extra arguments go to
 # pytest; the 25 slowest tests are listed at the end, to see where CI time goes).
 # pytest-xdist workers: one more than the cores (at most 4), since the pipeline tests' processes wait on the disk and
-# on each other part of the time; on this project's 2-core machine (fresh clones, 2026-12-03) 2 workers took 1,165 s,
-# 3 took 930 s and 4 took 1,139 s. Whole files per worker (tests in a file share fixtures and run in order);
+# on each other part of the time. The tests' wall time in fresh clones on this project's 2-core machine (2026-12-03;
+# the machine's own speed moved by a quarter between these runs): 2 workers 1,165 s; 3 workers 930 s and 1,150 s;
+# 4 workers 1,139 s. Whole files per worker (tests in a file share fixtures and run in order);
 # MERGEFLOW_TEST_WORKERS=0 runs everything in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
