@@ -1,6 +1,6 @@
 """Shared fixtures: the repository root, and quiet offline settings for every test. Under pytest-xdist
-(scripts/run_tests.sh runs one worker more than the cores, at most 4) each worker gets its share of the cores, and the slowest files are
-handed out first so that the workers finish together."""
+(scripts/run_tests.sh runs one worker more than the cores, at most 4) each worker gets its share of the cores, and
+the slowest files are handed out first so that the workers finish together."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Cold runs of the real pipeline on the smoke profiles: minutes each, so they start first (in this order) and the
-# short tests fill the other workers meanwhile. The first four run at once: test_pipeline.py builds the session's
-# shared cold run, test_chaos.py its own killed and resumed one (compared with the shared one at its end), then the
-# text and the tiny real profile's cold runs. The next two work on copies of the shared run: a worker that takes one
-# early waits for that run, and one that takes it behind another file starts it about when the run is done. Then
-# every other file with `pipeline` tests, then the rest.
+# short tests fill the other workers meanwhile: test_pipeline.py builds the session's shared cold run, test_chaos.py
+# its own killed and resumed one (compared with the shared one at its end), then the text and the tiny real
+# profile's cold runs. The next two work on copies of the shared run: a worker that takes one early waits for that
+# run, and one that takes it behind another file starts it about when the run is done. Then every other file with
+# `pipeline` tests, then the rest.
 SLOWEST_FIRST = ("tests/test_pipeline.py", "tests/flows/test_chaos.py", "tests/text/test_text_pipeline.py",
                  "tests/real/test_tiny_real_pipeline.py", "tests/test_pipeline_incremental.py",
                  "tests/test_pipeline_remote.py")
