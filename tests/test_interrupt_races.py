@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 LINE = "mergeflow: test interrupted (SIGTERM); no partial file was left behind"
 
 
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (its own signal handlers and exit status) with this checkout's library."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_a_signal_during_exit_is_the_blocks_interrupt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     real_signal = signal.signal
     delivered: list[bool] = []
@@ -60,8 +66,7 @@ interrupts.signal.signal = install_then_signal
 with interrupts.ExitOnInterrupt("mergeflow: test"):
     print("the block ran")
 """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    done = _run_script(script)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (143, "", [LINE])
 
 
@@ -79,15 +84,14 @@ os.kill(os.getpid(), signal.SIGTERM)
 os.kill(os.getpid(), signal.SIGINT)
 print("exiting")
 """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    done = _run_script(script)
     if leaving:
         assert (done.returncode, done.stdout.splitlines(), done.stderr) == (0, ["the block ran", "exiting"], "")
     else:
         assert (done.returncode, done.stdout.splitlines(), done.stderr) == (-signal.SIGTERM, ["the block ran"], "")
 
 
-def test_the_program_ignores_a_stop_signal_once_its_command_is_done(tmp_path: Path) -> None:
+def test_the_program_ignores_a_stop_signal_once_its_command_is_done() -> None:
     """``mergeflow`` (cli.run) after its command: the SIGTERM a user sends as it finishes leaves the exit status 0."""
     script = """
 import os, signal, sys
@@ -100,10 +104,7 @@ def main_then_signal(leaving=False):
 cli.main = main_then_signal
 cli.run()
 """
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run([sys.executable, "-c", script, str(params)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    params = ROOT / "params.yaml"
+    done = _run_script(script, str(params))
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout.startswith(f"{params}: valid")

@@ -3,8 +3,9 @@ points, some kills of ``dvc repro``, some of the Prefect flow, each run resumed 
 the last resume runs uninterrupted. The points are spread over the whole run: the seed draws which stages (by the
 order they start in) a kill follows, and a delay of up to a few seconds after that stage started, so kills land in
 early data preparation, in training, in merges and in the last reports alike, each run making progress. It must end
-where an uninterrupted cold run ends: the same dvc.lock (every cached output's hash, every dependency and parameter) and the same metrics, ``dvc status`` clean, no temp file left. Once,
-while a flow runs, a second flow is started in the same workspace: it refuses with one line.
+where an uninterrupted cold run ends: the same dvc.lock (every cached output's hash, every dependency and parameter)
+and the same metrics, ``dvc status`` clean, no temp file left. Once, while a flow runs, a second flow is started in
+the same workspace: it refuses with one line.
 
 A kill takes the whole process group, as a job scheduler or the OOM killer of a cgroup would: DVC and the stage it
 runs die together (a stage orphaned by its dead ``dvc repro`` would go on writing). This is also the second of the
