@@ -4,8 +4,8 @@ only TR, one task's learning rate only its expert chain, and a forced rerun of a
 expert bit for bit.
 
 The tests work, in this order, on one copy of the session's shared cold run (pipeline_kit.shared_cold_run), which
-tests/test_pipeline.py builds: this file is handed out after the other files (tests/conftest.py), by when that run
-is done."""
+tests/test_pipeline.py builds: this file is handed out right after the cold-run files (tests/conftest.py), and waits
+for that run if it is not done yet."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Issue 18 item 6 on the real DVC pipeline: the smoke profile's cold run pushed to an S3 remote (moto), then a
 teammate's fresh git clone runs ``dvc repro --pull`` and computes nothing. The cold run is the session's shared one
-(pipeline_kit.shared_cold_run), which tests/test_pipeline.py builds: this file is handed out after the other files
-(tests/conftest.py), by when that run is done."""
+(pipeline_kit.shared_cold_run), which tests/test_pipeline.py builds: this file is handed out right after the cold-run files
+(tests/conftest.py), and waits for that run if it is not done yet."""
 
 from __future__ import annotations
 
