@@ -9,7 +9,7 @@ import torch
 
 from mergeflow.atomic import atomic_path
 from mergeflow.errors import MergeflowError
-from mergeflow.statedict.io import load_tensors, read_safetensors, save_tensors
+from mergeflow.statedict.io import check_finite, load_tensors, read_safetensors, save_tensors
 from mergeflow.statedict.subdict import visual_state_dict
 from mergeflow.statedict.task_vectors import apply_task_vector, task_vector
 
@@ -70,6 +70,31 @@ def test_nan_weights_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
     with pytest.raises(MergeflowError, match="'w' contains NaN"):
         save_tensors(tmp_path / "nan.safetensors", state)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize(("values", "finite"), [
+    ([1.0, -2.0], True),
+    ("max", True),  # finite entries whose sum overflows: the fast check fails, the exact one must accept them
+    ([1.0, float("nan")], False), ([1.0, float("inf")], False), ([float("-inf"), 1.0], False),
+    ([float("inf"), float("-inf")], False),
+])
+def test_check_finite_is_exact(dtype: torch.dtype, values: list[float] | str, finite: bool) -> None:
+    big = torch.finfo(dtype).max
+    tensor = torch.tensor([big, big], dtype=dtype) if values == "max" else torch.tensor(values, dtype=dtype)
+    if finite:
+        check_finite({"w": tensor}, "x")
+    else:
+        with pytest.raises(MergeflowError, match="'w' contains NaN or Inf"):
+            check_finite({"w": tensor}, "x")
+
+
+def test_apply_task_vector_has_the_bits_of_base_plus_scaled_tau() -> None:
+    base, tau = _state(0), task_vector(_state(1), _state(0))
+    applied = apply_task_vector(base, tau, 0.37)
+    for key, value in tau.items():
+        assert torch.equal(applied[key], base[key] + 0.37 * value), key
+        assert applied[key].data_ptr() not in (base[key].data_ptr(), value.data_ptr())  # inputs untouched
 
 
 def test_atomic_path_leaves_no_partial_file(tmp_path: Path) -> None:
