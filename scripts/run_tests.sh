@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 cores=$(nproc 2>/dev/null || echo 2)
 workers=${MERGEFLOW_TEST_WORKERS:-$(( cores < 3 ? cores + 1 : 4 ))}
 # style first: one line per problem, and a failure stops before anything longer
-.venv/bin/ruff check src tasks flows
+.venv/bin/ruff check src tasks flows tests benchmarks scripts
 # mypy takes over a minute from a fresh clone, on one core, so it runs beside the tests (whose pipelines leave a core
 # idle now and then); its report is printed when it ends, and a type error fails the job once the tests are done
 mypy_log=$(mktemp)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from pipeline_kit import GIT, dvc, run
+
 # As artifacts/data: a stage writes data/made, and in a git repository DVC puts a .gitignore for it in data/, which
 # a later stage reads whole.
 DVC_YAML = """\

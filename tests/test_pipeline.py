@@ -52,7 +52,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(cold_run: tuple[Path,
     assert list(full_table.columns) == ["suite", "method", "router", "task", "metric", "value"]
     assert set(full_table["suite"]) == {"vision8", "vision8-lora"}
     lora = full_table[full_table["suite"] == "vision8-lora"]
-    lora_rows = set(zip(lora["method"], lora["router"], lora["metric"]))
+    lora_rows = set(zip(lora["method"], lora["router"], lora["metric"], strict=True))
     named = {("finetuned", "oracle"), ("task_arithmetic", "none"), ("tr_merging", "tr"), ("twin_merging", "twin"),
              ("dawin", "dawin"), ("finetuned", "mad")}
     assert {(m, r) for m, r, _ in lora_rows} == named
@@ -60,7 +60,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(cold_run: tuple[Path,
     assert lora[lora["metric"].isin(["accuracy", "routing_accuracy"])]["value"].between(0, 1).all()
     assert re.search(r"\(temperature, top_k\) = \(", output)  # TR's validation choice is printed
     dynamic = full_table[full_table["router"].isin(["wemoe", "mow"])]
-    assert set(zip(dynamic["method"], dynamic["router"], dynamic["metric"])) == {
+    assert set(zip(dynamic["method"], dynamic["router"], dynamic["metric"], strict=True)) == {
         ("wemoe", "wemoe", metric) for metric in ("accuracy", "peak_memory_bytes")
     } | {("mow_merging", "mow", metric) for metric in ("accuracy", "peak_memory_bytes", "routing_accuracy")}
     # wall-clock figures live only in the uncached timing files (reports/timings), never in the cached results
@@ -71,7 +71,7 @@ def test_cold_run_builds_every_stage_and_the_results_table(cold_run: tuple[Path,
     assert "wemoe (task-unknown, per-input weights)" in report and "| MoW-Merging" in report
     table = full_table[full_table["suite"] == "vision8"]
     accuracy = table[table["metric"] == "accuracy"]
-    rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"]))
+    rows = set(zip(accuracy["method"], accuracy["router"], accuracy["task"], strict=True))
     known = {(m, "oracle", t) for m in ("pretrained", "finetuned", *methods) for t in tasks}  # adapted: router none
     unknown = {(m, r, t) for m in route["methods"] for r in route["routers"] for t in tasks}
     unknown |= {(m, "none", t) for m in route["static"] for t in tasks}

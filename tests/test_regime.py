@@ -55,7 +55,7 @@ def test_probe_is_deterministic() -> None:
 
 
 def _rows(method: str, router: str, values: list[float], metric: str = "accuracy", suite: str = SUITE) -> list[tuple]:
-    return [(suite, method, router, task, metric, value) for task, value in zip(TASKS, values)]
+    return [(suite, method, router, task, metric, value) for task, value in zip(TASKS, values, strict=True)]
 
 
 def _table(*groups: list[tuple]) -> pd.DataFrame:
@@ -135,7 +135,7 @@ def _results(**overrides: float) -> pd.DataFrame:
 
 def _verdicts(table: pd.DataFrame) -> dict[str, str]:
     links = check_orderings(table, SUITE, TASKS)
-    return dict(zip(links["link"], links["holds here"]))
+    return dict(zip(links["link"], links["holds here"], strict=True))
 
 
 def test_orderings_hold_on_a_table_built_to_satisfy_them() -> None:
@@ -215,10 +215,10 @@ def test_regime_stages_declare_their_paths_and_the_code_they_import(root: Path) 
 class _FakeClassifier:
     """Stands in for classifier_for's model: 'features' are the inputs themselves."""
 
-    def eval(self) -> "_FakeClassifier":
+    def eval(self) -> _FakeClassifier:
         return self
 
-    def to(self, device: torch.device) -> "_FakeClassifier":
+    def to(self, device: torch.device) -> _FakeClassifier:
         return self
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -234,7 +234,7 @@ def test_base_features_then_regime_stage_on_fake_inputs(tmp_path: Path, monkeypa
     centres = 8.0 * torch.eye(3, 6)
     splits = {(task, split): features
               for split, count, seed in (("train", 60, 0), ("test", 30, 1))
-              for task, features in zip(TASKS, _features(centres, count, 1.0, seed))}
+              for task, features in zip(TASKS, _features(centres, count, 1.0, seed), strict=True)}
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(base_features, "classifier_for", lambda params, task: _FakeClassifier())
     monkeypatch.setattr(base_features, "load_split_tensors", lambda task, split: (None, splits[task, split], torch.zeros(0)))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from merge_kit import task_vectors
 
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.bank import MaskBank, reconstruct
 from mergeflow.merging.registry import run_method
 from mergeflow.merging_io import load_merged, save_mask_bank, save_merged_model, task_encoder
 from mergeflow.selection import SharedSelection, describe, merge_selecting, select_per_task, select_shared
-from merge_kit import task_vectors
 
 # docs/methods.md §5 (d): three task vectors, six entries each.
 TAUS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from mergeflow.models.backbone import create_clip, preprocess_config
@@ -22,7 +24,7 @@ def test_warmup_then_cosine_to_zero() -> None:
         opt.step()
         sched.step()
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
     assert lrs[-1] < 0.05
 
 

@@ -61,7 +61,7 @@ def test_learn_lambda_false_keeps_the_prior() -> None:
     logits = [parameter.detach().clone() for parameter in model.mask_logits]
     _run(model)
     assert torch.equal(model.coefficients.detach(), torch.full_like(model.coefficients, 0.3))
-    assert any(not torch.equal(parameter.detach(), before) for parameter, before in zip(model.mask_logits, logits))
+    assert any(not torch.equal(parameter.detach(), before) for parameter, before in zip(model.mask_logits, logits, strict=True))
     assert all(parameter is not model.coefficients for parameter in model.parameters_to_learn())
 
 
@@ -69,7 +69,7 @@ def test_learn_masks_false_keeps_the_logits() -> None:
     model = AdaptiveMerge(decompose_ta(toy_base(), toy_task_vectors()), learn_masks=False, prior=0.3)
     logits = [parameter.detach().clone() for parameter in model.mask_logits]
     _run(model)
-    assert all(torch.equal(parameter.detach(), before) for parameter, before in zip(model.mask_logits, logits))
+    assert all(torch.equal(parameter.detach(), before) for parameter, before in zip(model.mask_logits, logits, strict=True))
     assert not torch.equal(model.coefficients.detach(), torch.full_like(model.coefficients, 0.3))
     assert model.parameters_to_learn() == [model.coefficients]
 

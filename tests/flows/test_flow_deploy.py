@@ -30,8 +30,13 @@ def _deployment(name: str, timeout: float = 60.0):  # type: ignore[no-untyped-de
 
 def test_a_served_cron_deployment_runs_when_triggered(prefect_api: str, tmp_path: Path, root: Path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState
-    from prefect.client.schemas.filters import FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     toy = toy_project(tmp_path / "toy")

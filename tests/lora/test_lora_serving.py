@@ -10,12 +10,20 @@ import torch.nn.functional as F
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.adapters import LoraSpec, add_lora, lora_factors, lora_state
 from mergeflow.lora.bank import FactorBank, stack_factors
-from mergeflow.lora.mixed_encoder import MixedEncoder
-from mergeflow.lora.policies import (ConstantPolicy, DawinPolicy, ExpertPolicy, TrPolicy, TwinPolicy, dataset_mean_policy,
-                                     head_logits, serve)
-from mergeflow.models.backbone import create_clip
 from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_entropy
+from mergeflow.lora.mixed_encoder import MixedEncoder
+from mergeflow.lora.policies import (
+    ConstantPolicy,
+    DawinPolicy,
+    ExpertPolicy,
+    TrPolicy,
+    TwinPolicy,
+    dataset_mean_policy,
+    head_logits,
+    serve,
+)
 from mergeflow.lora.twin import TwinRouter, load_twin_router, shared_and_exclusive, train_twin_router
+from mergeflow.models.backbone import create_clip
 
 SPEC = LoraSpec(rank=4, alpha=8.0, dropout=0.0)
 

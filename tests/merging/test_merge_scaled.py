@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from merge_kit import task_vectors
 
 from mergeflow.merging.registry import METHODS, get_method, resolve_hyperparameters, run_method
 from mergeflow.merging.scaled import ScaledMerge, exactly_rescalable
-from merge_kit import task_vectors
 
 # Every method whose delta is offset + scale * direction; the SVD ones are why (one SVD pass instead of one per value).
 RESCALABLE = ["task_arithmetic", "ties", "consensus_ta", "tsv_m", "cart", "iso_c", "iso_cts"]

@@ -109,8 +109,8 @@ def test_streamed_thresholds_equal_global_kthvalue() -> None:
         wide = torch.float64 if dtype == torch.float64 else torch.float32
         for keep in (0.001, 0.2, 0.5, 0.97, 1.0):
             want = [magnitude_threshold([vector[key] for key in keys], keep) for vector in vectors]
-            got = streamed_magnitude_thresholds(keys, lambda key: [vector[key] for vector in vectors], 3, wide, keep)
-            for expected, actual in zip(want, got):
+            got = streamed_magnitude_thresholds(keys, lambda key, vectors=vectors: [vector[key] for vector in vectors], 3, wide, keep)
+            for expected, actual in zip(want, got, strict=True):
                 assert (expected is None and actual is None) or (
                     expected is not None and actual is not None and actual.dtype == expected.dtype and torch.equal(actual, expected)
                 )
@@ -227,7 +227,7 @@ def test_chunked_kernels_equal_whole_key_kernels(method: str) -> None:
         chunked, whole = plan.apply(key, source.tensors(key)), plan.kernel(key, source.tensors(key))
         assert torch.equal(chunked.merged, whole.merged)
         assert chunked.merged.shape == whole.merged.shape
-        for mask_chunked, mask_whole in zip(chunked.masks or (), whole.masks or ()):
+        for mask_chunked, mask_whole in zip(chunked.masks or (), whole.masks or (), strict=True):
             assert torch.equal(mask_chunked, mask_whole)
 
 
@@ -239,7 +239,7 @@ def test_trim_rows_equals_the_masked_comparison() -> None:
 
     stack = torch.tensor([[0.5, -0.25, 0.0, -0.5, 0.125], [1.0, -1.0, 0.3, 0.0, -0.7], [0.2, 0.1, -0.3, 0.4, 0.0]])
     thresholds = [torch.tensor(0.25), torch.tensor(0.3, dtype=torch.float64), None]
-    expected = masked(stack, torch.stack([above_threshold(row, threshold) for row, threshold in zip(stack, thresholds)]))
+    expected = masked(stack, torch.stack([above_threshold(row, threshold) for row, threshold in zip(stack, thresholds, strict=True)]))
     trimmed = trim_rows(stack, thresholds)
     assert torch.equal(trimmed, expected)
     assert trimmed[0].tolist() == [0.5, -0.25, 0.0, -0.5, 0.0]  # the tie at 0.25 is kept

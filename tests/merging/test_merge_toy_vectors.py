@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mergeflow.merging.basic import task_arithmetic
 from mergeflow.merging.bank import reconstruct, task_delta
+from mergeflow.merging.basic import task_arithmetic
 from mergeflow.merging.emr import emr_merge
 from mergeflow.merging.tall import consensus_mask, consensus_merge, consensus_ta, tall_masks, tall_ta, tall_ties
 from mergeflow.merging.ties import ties_merge, trim_masks

@@ -24,7 +24,7 @@ def _features(generator: torch.Generator, count: int, dim: int = 6) -> dict[str,
 def test_draws_are_seeded_per_task_and_refuse_too_many_samples() -> None:
     rows = [torch.arange(20.0).view(10, 2), torch.arange(40.0).view(20, 2)]
     first, again = draw_calibration(rows, ["a", "b"], 4, seed=0), draw_calibration(rows, ["a", "b"], 4, seed=0)
-    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
     assert not torch.equal(first[1], draw_calibration(rows, ["a", "b"], 4, seed=1)[1])
     # a task's draw does not depend on the other tasks
     assert torch.equal(draw_calibration(rows[1:], ["b"], 4, seed=0)[0], first[1])

@@ -24,7 +24,7 @@ def test_restores_order_and_calls_each_group_once() -> None:
     expected = (inputs * assignment[:, None, None] + assignment[:, None, None]).sum(dim=-1)
     assert torch.equal(output, expected)
     groups, counts = torch.unique(assignment, return_counts=True)
-    assert calls == list(zip(groups.tolist(), counts.tolist()))
+    assert calls == list(zip(groups.tolist(), counts.tolist(), strict=True))
 
 
 def test_rows_within_a_group_keep_input_order() -> None:

@@ -124,6 +124,6 @@ def test_the_shared_pass_gives_the_served_predictions(served) -> None:  # type: 
 
     shared = predictions_by_routing(assignments, classify, len(TASKS), batch_size=7)
     for name, router in routers.items():
-        alone, _ = serve(lambda images, _: _server(served, router).predict(images), stream, 7, name)
+        alone, _ = serve(lambda images, _, router=router: _server(served, router).predict(images), stream, 7, name)
         assert torch.equal(alone.tasks, shared[name].tasks) and torch.equal(alone.classes, shared[name].classes), name
     clip.visual.load_state_dict(base)

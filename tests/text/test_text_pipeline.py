@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from pipeline_kit import copy_project, dvc, ran
 from safetensors import safe_open
 
@@ -42,7 +41,7 @@ def test_text_suite_runs_through_the_vision_stages(text_project: Path) -> None:
     assert set(rows["suite"]) == {"glue7", "glue7-lora"}
     accuracy = rows[rows["metric"] == "accuracy"]
     assert accuracy["value"].between(0, 1).all() and set(accuracy["task"]) == set(tasks)
-    keys = set(zip(accuracy["suite"], accuracy["method"], accuracy["router"]))
+    keys = set(zip(accuracy["suite"], accuracy["method"], accuracy["router"], strict=True))
     assert {("glue7", "finetuned", "oracle"), ("glue7", "tall_ta", "mad"), ("glue7", "adarank_ta", "none"),
             ("glue7", "cart", "oracle"), ("glue7-lora", "tr_merging", "tr"), ("glue7-lora", "twin_merging", "twin")} <= keys
     # the pair task is stored and tokenised as pairs; TR-Merging was scored by the separate router encoder
