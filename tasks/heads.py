@@ -20,14 +20,24 @@ from tasks._paths import BASE_MODEL, head_path, split_path
 from tasks._stage import run_stage
 
 
-def text_heads(params: Params) -> dict[str, torch.Tensor]:
-    """Class-prototype heads from the pretrained text encoder (models/text_heads.py says why not prompts)."""
+def text_heads(params: Params) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """Class-prototype heads from the pretrained text encoder (models/text_heads.py says why not prompts), with each
+    task's class names: an offline suite's registry's, or a real task's (its prepared manifest: the dataset's own)."""
     encoder = base_encoder(params)
     heads = {}
     for task in params.suite.tasks:
         _, token_ids, labels = load_split_tensors(task, "train")
-        heads[task] = prototype_head(encoder, token_ids, labels, task_spec(params.suite.name, task).num_classes)
+        names = _class_names(params, task)
+        heads[task] = (prototype_head(encoder, token_ids, labels, len(names)), names)
     return heads
+
+
+def _class_names(params: Params, task: str) -> list[str]:
+    if params.suite.source == "real":
+        from mergeflow.data.real_manifest import read_manifest
+
+        return list(read_manifest(split_path(task, "train")).class_names)
+    return list(task_spec(params.suite.name, task).class_names)
 
 
 def _image_spec(params: Params, task: str) -> TaskSpec:
@@ -59,11 +69,8 @@ def real_heads(params: Params) -> dict[str, tuple[torch.Tensor, list[str]]]:
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
-    if is_text(params):
-        _save(params, text_heads(params))
-        return
-    if params.suite.source == "real":
-        heads = real_heads(params)
+    if is_text(params) or params.suite.source == "real":
+        heads = text_heads(params) if is_text(params) else real_heads(params)
         _save(params, {task: head for task, (head, _) in heads.items()}, {task: names for task, (_, names) in heads.items()})
         return
     clip = load_clip(BASE_MODEL, params.backbone.model)

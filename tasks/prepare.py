@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mergeflow.data.image_table import ImageSplit, write_split
+from mergeflow.data.sources.examples import SourceSplit
 from mergeflow.data.suites import task_spec
 from mergeflow.data.task_spec import SPLITS
 from mergeflow.data.text_table import TextSplit, write_text_split
@@ -45,7 +46,8 @@ def build_text(params: Params, spec: TextTaskSpec) -> None:
 
 
 def build_real(params: Params, task: str) -> None:
-    """A real task: its splits by the papers' validation rule, written as manifests (reference, content hash, rows)."""
+    """A real task: its splits by the papers' validation rule, written as manifests (reference, content hash, rows);
+    a text task's rows are also tokenised here (``write_real_tokens``), an image task's are decoded by each stage."""
     from mergeflow.data.real_manifest import SplitManifest, write_manifest
     from mergeflow.data.sources.content_hash import reference_content_hash
     from mergeflow.data.sources.opening import open_task
@@ -57,17 +59,37 @@ def build_real(params: Params, task: str) -> None:
     caps = params.suite.max_examples
     sources = {"train": (splits.train, ref.train_split), "val": (splits.validation, ref.validation_split or ref.train_split),
                "test": (splits.test, ref.test_split)}
-    manifests = {}
+    manifests, views = {}, {}
     for split in SPLITS:
         view, source_split = sources[split]
         rows = view.rows[: getattr(caps, split)] if caps is not None else view.rows
+        views[split] = view.select(range(len(rows)))
         manifests[split] = SplitManifest(task, split, ref.to_dict(), source_split, rows, digest, list(splits.class_names),
                                          list(definition.templates), splits.validation_origin if split == "val" else "",
                                          cache_dir)
+    if ref.modality == "text":
+        write_real_tokens(params, task, views)
     for split, manifest in manifests.items():
         write_manifest(split_path(task, split), manifest)
         print(f"{task}/{split}: {len(manifest.rows)} rows of {ref.describe()}[{manifest.source_split}], "
               f"{len(manifest.class_names)} classes, {digest[:19]}")
+
+
+def write_real_tokens(params: Params, task: str, views: dict[str, SourceSplit]) -> None:
+    """Each split's sentences (pairs as pairs) as token ids of the backbone's tokenizer, ``suite.max_tokens`` long."""
+    from mergeflow.data.real_texts import read_text_rows
+    from mergeflow.models.text_backbone import load_text_backbone
+    from mergeflow.models.text_encoder import tokenize
+
+    assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
+    _, tokenizer = load_text_backbone(params.backbone.pretrained)
+    tensors = {}
+    for split, view in views.items():  # all read and tokenised before any is written
+        rows = read_text_rows(view, f"read {task}/{split}")
+        token_ids = tokenize(tokenizer, rows.firsts, params.suite.max_tokens, pairs=rows.seconds)
+        tensors[split] = {"token_ids": token_ids, "labels": torch.tensor(rows.labels, dtype=torch.int64)}
+    for split, stored in tensors.items():
+        save_tensors(tokens_path(task, split), stored)
 
 
 def build(args: argparse.Namespace, params: Params) -> None:

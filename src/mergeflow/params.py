@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mergeflow.data.real_suite import real_tasks
+from mergeflow.data.real_suite import real_suite_kind, real_tasks
 from mergeflow.data.sources.real_task import RealTask
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declarations.adaptation import adapt_declaration
@@ -46,10 +46,11 @@ class SplitSizes(_Section):
 class SuiteParams(_Section):
     """Which suite, which of its tasks, and how its splits are drawn.
 
-    ``source: synthetic`` (the default) is one of the offline suites by ``name``; ``source: real`` is a vision suite of
-    one's own (any ``name``) whose tasks are defined in ``datasets`` (:mod:`mergeflow.data.real_suite`), optionally
-    capped per split by ``max_examples``; ``image_size`` and ``samples`` then do not apply (images are preprocessed by
-    the backbone's own preprocessing; the splits are the datasets'), and ``cache_dir`` is the ``datasets`` cache."""
+    ``source: synthetic`` (the default) is one of the offline suites by ``name``; ``source: real`` is a suite of one's
+    own (any ``name``) whose tasks are defined in ``datasets`` (:mod:`mergeflow.data.real_suite`: images or text),
+    optionally capped per split by ``max_examples``; ``image_size`` and ``samples`` then do not apply (images are
+    preprocessed by the backbone's own preprocessing; the splits are the datasets'), a text suite's ``max_tokens`` is
+    required (inputs are tokenised by the backbone's tokenizer at prepare), and ``cache_dir`` is the ``datasets`` cache."""
 
     name: str
     tasks: list[str] = Field(min_length=1)
@@ -64,8 +65,8 @@ class SuiteParams(_Section):
 
     @property
     def kind(self) -> Literal["vision", "text"]:
-        """Images or sentences: a real suite is a vision suite; an offline suite's kind is its registry's."""
-        return "vision" if self.source == "real" else suite_kind(self.name)
+        """Images or sentences: a real suite's by its datasets' columns, an offline suite's by its registry."""
+        return real_suite_kind(self.real_tasks()) if self.source == "real" else suite_kind(self.name)
 
     def real_tasks(self) -> dict[str, RealTask]:
         """A real suite's task definitions (validated when params.yaml is loaded)."""
@@ -438,6 +439,12 @@ class Params(_Section):
                 raise ValueError(str(exc)) from None
             if len(set(self.suite.tasks)) != len(self.suite.tasks):
                 raise ValueError("suite.tasks: a task is listed twice")
+            text = self.suite.kind == "text"
+            if text and self.suite.max_tokens is None:
+                raise ValueError("suite.max_tokens: required for a real text suite (tokens per input, e.g. 128)")
+            unused = "max_tokens" if not text else "image_size"
+            if getattr(self.suite, unused) is not None:
+                raise ValueError(f"suite.{unused}: does not apply to a real {self.suite.kind} suite; set it to null")
             return self._blocks_and_routes()
         for key in ("datasets", "max_examples", "cache_dir"):
             if getattr(self.suite, key) is not None:

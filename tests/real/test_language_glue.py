@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mergeflow.data.sources.glue import GLUE_ALIAS, GLUE_DATASET, GLUE_TASKS, glue_task, validation_indices, validation_size
 from mergeflow.errors import MergeflowError
-from mergeflow.language.glue import GLUE_ALIAS, GLUE_DATASET, GLUE_TASKS, glue_task, validation_indices, validation_size
 
 
 def test_the_seven_tasks_with_their_columns_classes_and_splits() -> None:

@@ -9,8 +9,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from mergeflow.data.sources.glue import glue_task
 from mergeflow.errors import MergeflowError
-from mergeflow.language.glue import glue_task
 from mergeflow.language.label_words import _sequence_scores, classify, encode_prompt, encode_words, pad_batch, score_label_words
 
 SST2 = glue_task("sst2")

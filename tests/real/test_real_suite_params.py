@@ -43,7 +43,7 @@ def test_a_tall_task_name_gives_its_public_reference_and_templates() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda s: s["datasets"].pop("colors"), "suite.datasets: no entry for ['colors']"),
     (lambda s: s["datasets"].update(extra="mnist"), "suite.datasets.extra: not a task of suite.tasks"),
-    (lambda s: s["datasets"].update(colors="no_such_task"), "suite.datasets.colors: unknown TALL task 'no_such_task'"),
+    (lambda s: s["datasets"].update(colors="no_such_task"), "suite.datasets.colors: unknown published task 'no_such_task'"),
     (lambda s: s["datasets"]["colors"].update(kind="nope"), "suite.datasets.colors: dataset reference: unknown kind"),
     (lambda s: s["datasets"]["colors"].pop("image_column"), "suite.datasets.colors: dataset reference (disk): name exactly one input"),
     (lambda s: s["datasets"]["shapes"].update(templates=["no slot"]), "suite.datasets.shapes: task 'shapes': every template"),

@@ -20,7 +20,8 @@ class RealTask:
 
     ``paper_name``: the name TALL masks / task_vectors use (their checkpoint folders are ``<paper_name>Val``).
     ``templates``: zero-shot prompts, ``str.format`` style with one ``{}``; ``templates_origin`` says whether they are
-    the CLIP paper's published list for the dataset or mergeflow's own (datasets CLIP did not evaluate).
+    the CLIP paper's published list for the dataset or mergeflow's own (datasets CLIP did not evaluate). A text task
+    has none (``templates_origin`` ``none``): its frozen head is made of class prototypes, not of prompts.
     ``class_names``: explicit names, in the label order of ``reference``, only where the dataset lacks them (or as a
     check of the count); None means "the dataset's own names".
     ``num_classes``: the published class count, checked against what the dataset reports (None: not pinned).
@@ -30,12 +31,16 @@ class RealTask:
     paper_name: str
     reference: DatasetRef
     templates: tuple[str, ...]
-    templates_origin: Literal["clip_paper", "mergeflow"]
+    templates_origin: Literal["clip_paper", "mergeflow", "none"]
     class_names: tuple[str, ...] | None = None
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
+        if self.reference.modality == "text":
+            if self.templates:
+                raise MergeflowError(f"task {self.name!r}: a text task takes no `templates` (its head is made of class "
+                                     "prototypes of the pretrained encoder); remove them")
+        elif not self.templates or any(t.count("{}") != 1 for t in self.templates):
             raise MergeflowError(f"task {self.name!r}: every template needs exactly one '{{}}' for the class name")
         if self.class_names is not None and self.num_classes is not None and len(self.class_names) != self.num_classes:
             raise MergeflowError(f"task {self.name!r}: {len(self.class_names)} class names but num_classes={self.num_classes}")

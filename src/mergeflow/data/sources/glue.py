@@ -4,7 +4,9 @@ Facts from the GLUE dataset card on the Hugging Face hub (``nyu-mll/glue``, also
 one config per task) and from lm-evaluation-harness's GLUE prompts (``multiple_choice``: the label word with the
 highest log-likelihood after the prompt wins). GLUE's test labels are hidden, so the papers test on GLUE's validation
 split (``validation_matched`` for MNLI) and carve their own validation split out of train: 10 %, at most 5,000 rows,
-seed 0, as ``torch.utils.data.random_split`` draws it (``validation_indices``).
+seed 0, as ``torch.utils.data.random_split`` draws it (``validation_indices``: the rule of every real task). As a
+real text task of a suite (``GLUE_REAL_TASKS``), each is config ``<task>`` of the hub dataset with its text columns;
+class names come from the dataset's ClassLabel and are checked against this table's count.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mergeflow.data.sources.real_task import RealTask
+from mergeflow.data.sources.reference import DatasetRef
+from mergeflow.data.sources.validation import MAX_VALIDATION, VALIDATION_FRACTION, VALIDATION_SEED, carve_validation
 from mergeflow.errors import MergeflowError
 
 GLUE_DATASET = "nyu-mll/glue"
 GLUE_ALIAS = "glue"  # the pre-namespace hub name; it resolves to the same dataset
-VALIDATION_FRACTION = 0.1
-VALIDATION_MAX = 5_000
-VALIDATION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -103,18 +105,22 @@ def glue_task(name: str) -> GlueTask:
 
 def validation_size(train_size: int) -> int:
     """10 % of train, at most 5,000 rows (int() rounds down, as the papers' split code does)."""
-    return min(int(train_size * VALIDATION_FRACTION), VALIDATION_MAX)
+    return min(int(train_size * VALIDATION_FRACTION), MAX_VALIDATION)
 
 
 def validation_indices(train_size: int, seed: int = VALIDATION_SEED) -> tuple[list[int], list[int]]:
-    """(train rows kept, validation rows): ``random_split(train, [n - v, v], Generator().manual_seed(seed))``'s indices.
-
-    The split is drawn from the row count alone, so anyone with the same GLUE train split gets the same rows.
-    """
-    import torch  # lazy: the task definitions need no torch
-
+    """(train rows kept, validation rows): ``random_split(train, [n - v, v], Generator().manual_seed(seed))``'s indices,
+    drawn from the row count alone (``validation.carve_validation``, the rule every real task's split follows)."""
     if train_size < 1:
         raise MergeflowError(f"a train split needs at least one row, got {train_size}")
-    order = torch.randperm(train_size, generator=torch.Generator().manual_seed(seed)).tolist()
-    cut = train_size - validation_size(train_size)
-    return order[:cut], order[cut:]
+    return carve_validation(range(train_size), seed=seed)
+
+
+def _real(task: GlueTask) -> RealTask:
+    """The task as a real text task of a suite (``suite.datasets``: its name): the hub config, no prompt templates."""
+    reference = DatasetRef(kind="huggingface", id=GLUE_DATASET, config=task.config, text_columns=task.text_columns,
+                           label_column=task.label_column, test_split=task.test_split)
+    return RealTask(task.name, task.name, reference, (), "none", task.class_names, task.num_classes)
+
+
+GLUE_REAL_TASKS: dict[str, RealTask] = {name: _real(task) for name, task in GLUE_TASKS.items()}
