@@ -6,7 +6,7 @@ temp file, no folder the write created, and printed one line (exit 143/130); a S
 cleanup) is gone as soon as the next write to the same target has started. Each chain of kills ends with an
 uninterrupted rerun that must produce the reference bytes. Most kills go through ``tests/fork_runner.py`` (one
 import of torch, one fork per command), a few through fresh ``python -m`` processes; kills land during the write
-(after the writer's temp file appears, a delay drawn up to the measured write time) or, for some SIGKILLs, anywhere
+(after the writer's temp file appears, a delay drawn up to the shortest measured write time) or, for some SIGKILLs, anywhere
 in the process's life. SIGTERM/SIGINT are sent once the command runs (the fork runner starts it at once; fresh
 processes are signalled once their temp file exists), since a signal during the interpreter's own imports, before
 any mergeflow code runs, has nothing to clean up and Python's defaults answer it. A SIGTERM/SIGINT that lands
@@ -176,10 +176,15 @@ def test_killed_merges_leave_nothing_behind_and_rerun_to_the_same_bytes(
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     reference = reference_out.read_bytes()
-    timing = tmp_path / "timing" / "model.safetensors"
-    total_s, write_s = _timed(runner, tmp_path, "mergeflow.cli", _merge_argv(experts, timing), tmp_path / "timing.log",
-                              lambda: bool(_temps(timing.parent)) or timing.exists())
-    assert timing.read_bytes() == reference  # a forked run writes what a fresh process writes
+    # the fastest of three uninterrupted runs bounds the delays: under a loaded machine (CI's parallel workers) one
+    # timing run can be slow, and delays drawn up to it would land after most later runs had finished
+    timings = []
+    for attempt in range(3):
+        timing = tmp_path / f"timing{attempt}" / "model.safetensors"
+        timings.append(_timed(runner, tmp_path, "mergeflow.cli", _merge_argv(experts, timing),
+                              tmp_path / f"timing{attempt}.log", lambda t=timing: bool(_temps(t.parent)) or t.exists()))
+        assert timing.read_bytes() == reference  # a forked run writes what a fresh process writes
+    total_s, write_s = min(total for total, _ in timings), min(write for _, write in timings)
     rng = random.Random(18)
     order = _signals(rng, 9)
     landed = 0
