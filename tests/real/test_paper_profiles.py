@@ -17,11 +17,12 @@ from mergeflow.params import load_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = sorted((ROOT / "profiles" / "paper").glob("*.yaml"))
-TASKS = {"tall8": 8, "tall14": 14, "tall20": 20}
+TASKS = {"tall8": 8, "tall14": 14, "tall20": 20, "tr_vision5": 5, "glue7_real": 7}
 
 
-def test_the_five_paper_profiles_exist() -> None:
-    assert {p.stem for p in PAPER} == {"vit-b-32-tall8", "vit-b-32-tall14", "vit-b-32-tall20", "vit-b-16-tall8", "vit-l-14-tall8"}
+def test_the_seven_paper_profiles_exist() -> None:
+    assert {p.stem for p in PAPER} == {"vit-b-32-tall8", "vit-b-32-tall14", "vit-b-32-tall20", "vit-b-16-tall8",
+                                       "vit-l-14-tall8", "vit-b-16-lora", "glue7-minilm"}
 
 
 @pytest.mark.parametrize("profile", PAPER, ids=lambda p: p.stem)
@@ -31,7 +32,10 @@ def test_a_paper_profile_validates_and_dvc_plans_its_stages(profile: Path, tmp_p
     assert check.returncode == 0 and "valid" in check.stdout, check.stderr
     params = load_params(profile)
     assert params.suite.source == "real" and len(params.suite.tasks) == TASKS[params.suite.name]
-    assert params.backbone.pretrained == "openai" and params.backbone.model.endswith("-quickgelu")
+    if params.suite.kind == "vision":  # OpenAI's CLIP towers, as the papers use them
+        assert params.backbone.pretrained == "openai" and params.backbone.model.endswith("-quickgelu")
+    else:  # the packaged MiniLM (pretrained: null), the text stages' one offline encoder
+        assert params.backbone.pretrained is None and params.suite.max_tokens == 128
     project = copy_project(tmp_path / "project", f"paper/{profile.name}")
     # --force: on a cold project DVC 3.67's plain --dry stops at the first stage whose dependency is another stage's
     # output that does not exist yet (heads <- artifacts/base/clip.safetensors); forced, it lists the whole plan.
@@ -39,4 +43,5 @@ def test_a_paper_profile_validates_and_dvc_plans_its_stages(profile: Path, tmp_p
     expected = {"pretrain", "heads", "evaluate_pretrained", "evaluate_finetuned", "results", "calibrate", "report"}
     expected |= {f"prepare@{t}" for t in params.suite.tasks} | {f"finetune@{t}" for t in params.suite.tasks}
     expected |= {f"merge@{m}" for m in params.merge.methods} | {f"adapt@{m}" for m in params.adapt.methods}
+    expected |= {f"finetune_lora@{t}" for t in params.suite.tasks} if params.lora.methods else set()
     assert expected <= planned
