@@ -224,3 +224,42 @@ def lookup(kind: str, declarations: Mapping[str, Declaration], name: str) -> Dec
         return declarations[name]
     except KeyError:
         raise MergeflowError(f"unknown {kind} {name!r}; known: {', '.join(declarations)}") from None
+
+
+@dataclass(frozen=True)
+class ServedDeclaration(Declaration):
+    """A method that serves the inputs itself (LoRA experts, trained per-input methods): its rows in the results table
+    are named by ``method`` and ``router``."""
+
+    method: str = ""
+    router: str = ""
+
+
+class DeclaredMethod:
+    """What a method bound to its code (a registry entry) reads from its declaration, written once for every kind."""
+
+    declaration: ServedDeclaration
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def method(self) -> str:
+        return self.declaration.method
+
+    @property
+    def router(self) -> str:
+        return self.declaration.router
+
+    @property
+    def summary(self) -> str:
+        return self.declaration.summary
+
+    @property
+    def routes(self) -> bool:
+        """Whether the method decides the task itself (its routing accuracy is reported): not task-known, not static."""
+        return self.router not in ("oracle", "none")
+
+    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
+        return self.declaration.resolve(overrides)

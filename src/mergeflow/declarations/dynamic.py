@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mergeflow.declarations.common import (
-    Declaration,
     HyperParameter,
+    ServedDeclaration,
     check_dropout,
     check_non_negative_int,
     check_number,
@@ -20,9 +20,8 @@ from mergeflow.errors import MergeflowError
 
 
 @dataclass(frozen=True)
-class DynamicDeclaration(Declaration):
-    method: str = ""  # results-table names
-    router: str = ""
+class DynamicDeclaration(ServedDeclaration):
+    """A trained per-input method's declaration (its registry's entries are exactly these)."""
 
 
 def _router_layers(name: str, value: object) -> int:

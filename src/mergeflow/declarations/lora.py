@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from mergeflow.declarations.common import (
-    Declaration,
     HyperParameter,
+    ServedDeclaration,
     check_choice,
     check_dropout,
     check_fraction,
@@ -27,9 +27,8 @@ from mergeflow.errors import MergeflowError
 
 
 @dataclass(frozen=True)
-class LoraDeclaration(Declaration):
-    method: str = ""  # results-table names
-    router: str = ""
+class LoraDeclaration(ServedDeclaration):
+    """A LoRA-expert method's declaration (its registry's entries are exactly these)."""
 
 
 def _boolean(name: str, value: object) -> bool:

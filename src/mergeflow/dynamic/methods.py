@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mergeflow.adaptation.batches import batch_sampler
-from mergeflow.declarations.common import Setting
+from mergeflow.declarations.common import DeclaredMethod, Setting
 from mergeflow.declarations.dynamic import DYNAMIC_DECLARATIONS, DynamicDeclaration, dynamic_declaration
 from mergeflow.dynamic.mow import MixtureOfWeights, rule_features
 from mergeflow.dynamic.training import minimise_entropy
@@ -59,26 +59,11 @@ class Fitted:
 
 
 @dataclass(frozen=True)
-class DynamicMethod:
+class DynamicMethod(DeclaredMethod):
     """A declared per-input method bound to its fit."""
 
     declaration: DynamicDeclaration
     fit: Callable[[FitInputs, Mapping[str, Setting]], Fitted]
-
-    @property
-    def name(self) -> str:
-        return self.declaration.name
-
-    @property
-    def method(self) -> str:
-        return self.declaration.method
-
-    @property
-    def router(self) -> str:
-        return self.declaration.router
-
-    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
-        return self.declaration.resolve(overrides)
 
 
 def _fit_wemoe(inputs: FitInputs, hp: Mapping[str, Setting]) -> Fitted:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mergeflow.declarations.common import Setting
+from mergeflow.declarations.common import DeclaredMethod
 from mergeflow.declarations.lora import LORA_METHODS, LoraDeclaration, lora_declaration
 from mergeflow.errors import MergeflowError
 from mergeflow.lora.bank import FactorBank
@@ -96,7 +96,7 @@ BuildPolicy = Callable[[Mapping[str, Tensor], Mapping[str, Any], ServingInputs],
 
 
 @dataclass(frozen=True)
-class LoraMethod:
+class LoraMethod(DeclaredMethod):
     """A declared LoRA-expert method bound to its two halves, whether it fits anything (if not, its stage loads
     neither the experts nor the encoder and ``calibrate`` gets None) and whether calibration needs autograd (otherwise
     it runs under ``torch.no_grad()``). ``build_policy`` returns the policy and the bytes its router holds beyond the
@@ -107,30 +107,6 @@ class LoraMethod:
     build_policy: BuildPolicy
     fits: bool = True
     needs_grad: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.declaration.name
-
-    @property
-    def method(self) -> str:
-        return self.declaration.method
-
-    @property
-    def router(self) -> str:
-        return self.declaration.router
-
-    @property
-    def summary(self) -> str:
-        return self.declaration.summary
-
-    def resolve(self, overrides: Mapping[str, object] | None = None) -> dict[str, Setting]:
-        return self.declaration.resolve(overrides)
-
-    @property
-    def routes(self) -> bool:
-        """Whether the method decides the task itself (its routing accuracy is reported): not task-known, not static."""
-        return self.router not in ("oracle", "none")
 
 
 def _prefixed(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
