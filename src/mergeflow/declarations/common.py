@@ -236,7 +236,8 @@ class ServedDeclaration(Declaration):
 
 
 class DeclaredMethod:
-    """What a method bound to its code (a registry entry) reads from its declaration, written once for every kind."""
+    """What a serving method bound to its code (a LoRA or per-input registry entry) reads from its declaration,
+    written once for both registries (the static merges' ``MergeMethod`` has a declaration of its own kind)."""
 
     declaration: ServedDeclaration
 
