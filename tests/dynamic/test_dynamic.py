@@ -48,6 +48,19 @@ def test_mixed_dense_linear_equals_each_inputs_own_weights() -> None:
         mixed_dense_linear(x, weight, bias, deltas, delta_bias, c[:, :2])
 
 
+def test_mixed_dense_linear_without_bias_on_one_token_per_input_and_its_coefficient_gradient() -> None:
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 6, generator=generator)
+    weight, deltas = torch.randn(7, 6, generator=generator), torch.randn(3, 7, 6, generator=generator)
+    c = torch.rand(4, 3, generator=generator, requires_grad=True)
+    out = mixed_dense_linear(x, weight, None, deltas, None, c)
+    expected = torch.stack([x[b] @ (weight + (c[b, :, None, None] * deltas).sum(0)).T for b in range(4)])
+    torch.testing.assert_close(out, expected)
+    (grad,) = torch.autograd.grad(out.square().sum(), c)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), c)
+    torch.testing.assert_close(grad, expected_grad)
+
+
 def test_wemoe_with_silent_routers_is_task_arithmetic_and_learns_only_its_routers(tower) -> None:
     encoder, base, vectors = tower
     model = WeightEnsemblingEncoder(encoder, base, vectors, init_lambda=0.3, router_layers=2, generator=torch.Generator().manual_seed(0))
