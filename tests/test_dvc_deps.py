@@ -5,6 +5,12 @@ statement in every reached module, including those inside functions (a lazy impo
 ``if TYPE_CHECKING:`` blocks (they never run), plus the packages a dotted import passes through (Python runs their
 ``__init__``), plus the modules the merging registry imports by name on first use. A code dependency (a path under src/ or tasks/) that contains none of those files is too wide: editing
 it would rerun the stage for nothing.
+
+The grain is the subpackage: a stage names ``src/mergeflow/<subpackage>`` when it imports anything inside it, and the
+top-level modules (``src/mergeflow/*.py``, ``tasks/*.py``) one by one. Listing every file cost more than it saved: DVC
+rewrites the whole ``dvc.lock`` with a round-trip YAML parser after every stage, and with 3,317 dependency entries
+that took 2.5 s per stage (1.7 s parsing, 0.9 s dumping), 160 s of a cold default run; at this grain the lock holds
+half as many.
 """
 
 from __future__ import annotations
@@ -116,3 +122,9 @@ def test_the_closure_follows_lazy_imports_and_skips_type_checking_ones() -> None
     assert "tasks/merge.py" in files and "src/mergeflow/params.py" in files
     assert "src/mergeflow/declarations/merging.py" in files  # params.py validates merge blocks with it
     assert "src/mergeflow/api.py" not in files  # only mergeflow/__init__'s TYPE_CHECKING block names it
+
+
+def test_code_dependencies_are_subpackages_or_top_level_modules() -> None:
+    inside = [f"{stage}: {dep}" for stage, (_, deps) in stage_code().items() for dep in deps
+              if dep.startswith("src/mergeflow/") and len(dep.split("/")) > 3]
+    assert not inside, "name the subpackage folder instead of files inside it:\n" + "\n".join(inside)
