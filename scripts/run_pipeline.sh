@@ -8,6 +8,16 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONHASHSEED=0
 source .venv/bin/activate
 [ -d .git ] || git init -q
 [ -d .dvc ] || dvc init -q
+# One pipeline run per workspace: the same flock as the Prefect flow's (flows/workspace_lock.py), so this command and a
+# flow refuse each other instead of writing the same outputs at once. The kernel drops it when its holders exit
+# (kill -9 included); fd 9 is inherited by dvc and its stages, so it is held until the last of them ends.
+mkdir -p .dvc/tmp
+exec 9>>.dvc/tmp/mergeflow-flow.lock
+if ! flock -n 9; then
+  echo "run_pipeline.sh: a pipeline run is already going in $(pwd) ($(head -c 200 .dvc/tmp/mergeflow-flow.lock | tr -d '\n' || true)); wait for it to finish, then run this again" >&2
+  exit 2
+fi
+printf 'pid %s, started %s (scripts/run_pipeline.sh)\n' "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > .dvc/tmp/mergeflow-flow.lock
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
