@@ -295,8 +295,17 @@ def _run_process(command: list[str], env: dict[str, str]) -> tuple[float, float,
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
-            raise SystemExit(f"{' '.join(command[:4])} ... failed (exit {process.returncode}):\n{err.read()[-4000:]}")
+            raise ProcessFailed(f"{' '.join(command[:4])} ... failed (exit {process.returncode}):\n{err.read()[-4000:]}")
         return wall, usage.ru_maxrss / 1024, out.read()
+
+
+class ProcessFailed(SystemExit):
+    """A timed process exited non-zero: fatal for mergeflow's side; on FusionBench's side the row records it."""
+
+    def last_line(self) -> str:
+        lines = [line.strip(" │╭╰─") for line in str(self.code).splitlines() if line.strip(" │╭╰─")]
+        errors = [line for line in lines if "Error" in line]
+        return (errors[-1] if errors else lines[-1])[:160]
 
 
 def _max_abs(a: Any, b: Any) -> float:
@@ -368,11 +377,23 @@ def against_fusionbench(args: argparse.Namespace, methods: list[str], base: Path
                       *(part for pair in expert_args for part in ("--expert", pair)), "--out", str(fb_out),
                       "--threads", str(args.threads), *settings]
         runs: dict[str, tuple[float, float, str]] = {}
+        failed = ""
         order = [("mf", mf_command, True), ("fb", fb_command, False)]
         for side, command, keep_path in order if index % 2 else order[::-1]:  # FusionBench first on even rows
-            runs[side] = _run_process(command, _thread_env(args.threads, keep_path))
-        fb_wall, fb_rss, fb_stdout = runs["fb"]
+            try:
+                runs[side] = _run_process(command, _thread_env(args.threads, keep_path))
+            except ProcessFailed as error:
+                if side == "mf":
+                    raise
+                failed = error.last_line()
         mf_wall, mf_rss, _ = runs["mf"]
+        if failed:  # FusionBench's own implementation failed on these files: the row says so, the table goes on
+            line = f"{method:<16}{'failed':>10}{'-':>16}{mf_wall:>10.2f}{mf_rss:>16.0f}{'-':>9}{'-':>12}  FusionBench failed: {failed}"
+            (directory / f"mf_{method}.safetensors").unlink(missing_ok=True)
+            lines.append(line)
+            print(line, flush=True)
+            continue
+        fb_wall, fb_rss, fb_stdout = runs["fb"]
         fb_inner = json.loads(fb_stdout.strip().splitlines()[-1])
         agreement = compare_outputs(method, base, list(experts), mf_out, fb_out)
         mf_out.unlink(missing_ok=True)
@@ -401,9 +422,8 @@ def _write_against_results(args: argparse.Namespace, methods: list[str], base: P
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
         f"{args.experts} experts x {params / 1e6:.2f} M params ({args.preset}, float32); FusionBench {fb_version} "
         f"({args.fusionbench_python}); mergeflow with torch {_torch_version()} ({sys.executable})",
-        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: "
-        + ("the machine was shared with other workers, so these are not quiet figures" if max(load_before[0], load_after[0]) > 0.5
-           else "quiet"),
+        f"load average (1 min) {load_before[0]:.1f} before the table, {load_after[0]:.1f} after it (this benchmark's own "
+        "processes count in both: the experts were just written, and each merge uses --threads cores)",
         "whole processes (start-up, reading, merging, writing the output), one run each, the order alternating; "
         "peak RSS = the child's ru_maxrss (os.wait4); 'FB merge s' = FusionBench's run(modelpool) alone; "
         "mergeflow = the `mergeflow merge` CLI; agreement compares the two outputs key by key "
