@@ -13,6 +13,7 @@ from mergeflow.adaptation.batches import batch_sampler
 from mergeflow.adaptation.loop import AdaptationResult, adapt
 from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
+from mergeflow.models.head import apply_head
 from mergeflow.params import Params
 from mergeflow.routing.served import InputTransform, SwappableEncoder
 from mergeflow.runtime.device import CPU, autocast_context
@@ -42,7 +43,7 @@ def validation_accuracy(encoder: SwappableEncoder, state: dict[str, torch.Tensor
     scores = []
     for (pixels, labels), head in zip(inputs, heads, strict=True):
         with autocast_context(autocast, device):
-            logits = torch.nn.functional.normalize(encoder(state, pixels.to(device)), dim=-1) @ head.to(device).T
+            logits = apply_head(head.to(device), encoder(state, pixels.to(device)))
         scores.append(float((logits.argmax(dim=-1).cpu() == labels).double().mean()))
     return sum(scores) / len(scores)
 

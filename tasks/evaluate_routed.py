@@ -16,13 +16,13 @@ import argparse
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from mergeflow.errors import MergeflowError
 from mergeflow.evaluation.results import result_rows, write_part
 from mergeflow.evaluation.timings import SECONDS_PER_INPUT, timing_rows, write_timings
 from mergeflow.merging.bankfile import MaskBankFile
 from mergeflow.merging.common import add_to_base
+from mergeflow.models.head import apply_head
 from mergeflow.params import Params
 from mergeflow.routing.router_file import load_router
 from mergeflow.routing.served import RoutedClassifier, SwappableEncoder, tensor_bytes
@@ -82,7 +82,7 @@ def build(args: argparse.Namespace, params: Params) -> None:
             current[task] = to_device(task_weights(task), device)
         with autocast_context(autocast, device):
             features = encoder(current[task], preprocess(stream.images[rows].to(device)))
-            return (F.normalize(features, dim=-1) @ device_heads[task].T).argmax(dim=-1).cpu()
+            return apply_head(device_heads[task], features).argmax(dim=-1).cpu()
 
     predictions = predictions_by_routing(assignments, classify, len(tasks), route.batch_size)
     seconds: dict[str, float] = {}

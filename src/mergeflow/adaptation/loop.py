@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
 from mergeflow.declarations.common import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
+from mergeflow.models.head import apply_head
 from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler, to_cpu
 
 Tensor = torch.Tensor
@@ -47,9 +47,9 @@ def entropy_loss(state: dict[str, Tensor], forward: Forward, heads: Sequence[Ten
     treats inputs independently: no batch statistics), which costs a fraction of T small forwards on a CPU."""
     if len(heads) != len(inputs):
         raise MergeflowError(f"got {len(inputs)} input batches for {len(heads)} heads; pass one batch per task")
-    features = F.normalize(forward(state, torch.cat(list(inputs))), dim=-1)
-    per_task = features.split([len(batch) for batch in inputs])
-    return torch.stack([mean_entropy(task_features @ head.T) for head, task_features in zip(heads, per_task, strict=True)]).sum()
+    per_task = forward(state, torch.cat(list(inputs))).split([len(batch) for batch in inputs])
+    return torch.stack([mean_entropy(apply_head(head, task_features))
+                        for head, task_features in zip(heads, per_task, strict=True)]).sum()
 
 
 def adapt(

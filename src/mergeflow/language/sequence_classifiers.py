@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
+from mergeflow.models.sequence_encoder import head_prefixes
 from mergeflow.models.text_backbone import quiet_transformers
 from mergeflow.statedict.task_vectors import check_compatible
 
@@ -53,19 +54,6 @@ class SequencePool:
     def bodies(self) -> dict[str, dict[str, torch.Tensor]]:
         """{task: body state dict}: what task vectors and merging methods take."""
         return {name: expert.body for name, expert in self.experts.items()}
-
-
-def head_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """The top-level submodules that make up the task head: all with parameters except the body (``base_model_prefix``)."""
-    body = getattr(model, "base_model_prefix", "")
-    children = dict(model.named_children())
-    if not body or body not in children:
-        raise MergeflowError(f"{type(model).__name__} has no body submodule {body!r}: load the expert as a "
-                             "sequence classifier (AutoModelForSequenceClassification), not as a bare encoder")
-    heads = tuple(name for name, child in children.items() if name != body and any(True for _ in child.parameters()))
-    if not heads:
-        raise MergeflowError(f"{type(model).__name__} has no classification head next to its body {body!r}")
-    return heads
 
 
 def split_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], tuple[str, ...]]:

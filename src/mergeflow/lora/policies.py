@@ -21,6 +21,7 @@ from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_en
 from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.lora.tr_router import mean_cosine_scores, routing_weights, top_k
 from mergeflow.lora.twin import TwinRouter
+from mergeflow.models.head import apply_head
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
 
@@ -35,7 +36,7 @@ def _reduce(logits: torch.Tensor, reduce: str) -> torch.Tensor:
 def head_logits(features: torch.Tensor, heads: Sequence[torch.Tensor], head_index: torch.Tensor, reduce: str = "argmax") -> torch.Tensor:
     """Per input: normalised features times head ``heads[head_index[b]]``, reduced to the argmax class ("argmax"),
     the prediction entropy ("entropy") or the entropy over log(classes) ("normalized_entropy")."""
-    return grouped_apply(features, head_index, lambda index, rows: _reduce(F.normalize(rows, dim=-1) @ heads[index].T, reduce))
+    return grouped_apply(features, head_index, lambda index, rows: _reduce(apply_head(heads[index], rows), reduce))
 
 
 class Policy(Protocol):

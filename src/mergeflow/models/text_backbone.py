@@ -90,6 +90,25 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def load_text_tokenizer(source: str | os.PathLike[str] | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer alone (preparing a split needs no model): right padding checked, and a model without a padding
+    token (GPT-2, whose public checkpoints have none) pads with its end-of-text token, as its GLUE recipes do."""
+    from transformers import AutoTokenizer
+
+    where = resolve_text_source(source)
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise MergeflowError(f"tokenizer of {where!r} could not be loaded ({str(exc).splitlines()[0]}); a hub id needs "
+                             "network access or the local cache (HF_HUB_OFFLINE=1), or give a local model folder") from exc
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token_id is None:
+        raise MergeflowError(f"tokenizer of {where!r} has neither a padding nor an end-of-text token to pad with")
+    return tokenizer
+
+
 def load_text_backbone(source: str | os.PathLike[str] | None = None) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """(encoder model in eval mode, its tokenizer) from the packaged MiniLM-L6 (None), a local folder or a hub id.
 

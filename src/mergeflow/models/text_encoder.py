@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 DEFAULT_MAX_TOKENS = 32
 
 
+def pair_segments(input_ids: torch.Tensor, mask: torch.Tensor, sep_token_id: int) -> torch.Tensor:
+    """(N, L) segment ids: 0 up to and including the first separator, 1 after it (padding 0)."""
+    separators = (input_ids == sep_token_id).long()
+    return (((separators.cumsum(dim=1) - separators) >= 1) & mask).long()
+
+
 class TextEncoder(nn.Module):
     """(N, L) token ids [+ attention mask] -> (N, D) masked-mean embeddings (unnormalised, like ``encode_image``).
 
@@ -43,11 +49,8 @@ class TextEncoder(nn.Module):
         self.sep_token_id = int(sep_token_id) if uses_segments and sep_token_id is not None else None
 
     def segment_ids(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-        """(N, L) 0 up to and including the first separator, 1 after it (padding 0); None without segments."""
-        if self.sep_token_id is None:
-            return None
-        separators = (input_ids == self.sep_token_id).long()
-        return (((separators.cumsum(dim=1) - separators) >= 1) & mask).long()
+        """BERT's segment ids (``pair_segments``); None without segments."""
+        return None if self.sep_token_id is None else pair_segments(input_ids, mask, self.sep_token_id)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.ndim != 2:

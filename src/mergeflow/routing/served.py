@@ -20,6 +20,7 @@ from torch.func import functional_call
 
 from mergeflow.errors import MergeflowError
 from mergeflow.models.classifier import preprocess_images
+from mergeflow.models.head import Head, apply_head, head_bytes
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
 from mergeflow.runtime.device import CPU, autocast_context, to_device
@@ -57,10 +58,10 @@ class TokenIds:
 InputTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def tensor_bytes(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> int:
+def tensor_bytes(tensors: Mapping[str, torch.Tensor] | Sequence[Head]) -> int:
     """Bytes of tensor data (what a weights dict or a list of heads costs in memory)."""
     values = tensors.values() if isinstance(tensors, Mapping) else tensors
-    return sum(value.numel() * value.element_size() for value in values)
+    return sum(head_bytes(value) for value in values)
 
 
 class SwappableEncoder:
@@ -73,12 +74,12 @@ class SwappableEncoder:
         return functional_call(self.module, dict(weights), (pixels,))
 
 
-def logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """As ``ImageClassifier``: normalised embedding times the frozen head."""
-    return F.normalize(features, dim=-1) @ head.T
+def logits(features: torch.Tensor, head: Head) -> torch.Tensor:
+    """As ``ImageClassifier``: the frozen head on the encoder's features (``models.head``)."""
+    return apply_head(head, features)
 
 
-def check_heads_and_router(heads: Sequence[torch.Tensor], tasks: Sequence[str], router: Router | None) -> None:
+def check_heads_and_router(heads: Sequence[Head], tasks: Sequence[str], router: Router | None) -> None:
     """One head per task, and a router calibrated for exactly these tasks: what every routed server needs first."""
     if len(heads) != len(tasks):
         raise MergeflowError(f"{len(heads)} heads for {len(tasks)} tasks: give one head per task, in task order")
