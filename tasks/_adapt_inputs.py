@@ -13,7 +13,7 @@ from mergeflow.adaptation.batches import batch_sampler
 from mergeflow.adaptation.loop import AdaptationResult, adapt
 from mergeflow.adaptation.methods import build_adaptive
 from mergeflow.adaptation.model import AdaptiveMerge
-from mergeflow.models.head import apply_head
+from mergeflow.models.head import Head, apply_head
 from mergeflow.params import Params
 from mergeflow.routing.served import InputTransform, SwappableEncoder
 from mergeflow.runtime.device import CPU, autocast_context
@@ -37,7 +37,7 @@ def unlabelled_pools(params: Params, preprocess: InputTransform, fraction: float
 
 @torch.no_grad()
 def validation_accuracy(encoder: SwappableEncoder, state: dict[str, torch.Tensor], inputs: list[tuple[torch.Tensor, torch.Tensor]],
-                        heads: list[torch.Tensor], device: torch.device = CPU, autocast: str = "none") -> float:
+                        heads: list[Head], device: torch.device = CPU, autocast: str = "none") -> float:
     """Mean over tasks of validation accuracy (preprocessed inputs, labels): a diagnostic logged during adaptation,
     never used to pick a step. The encoder and ``state`` are on ``device``; each task's inputs move there."""
     scores = []

@@ -11,9 +11,10 @@ from torch import nn
 
 from mergeflow.errors import MergeflowError
 from mergeflow.models.classifier import ImageClassifier
+from mergeflow.models.head import Head
 from mergeflow.models.text_classifier import TextClassifier
 from mergeflow.params import Params
-from mergeflow.statedict.io import load_tensors
+from mergeflow.statedict.io import load_tensors, read_safetensors
 from tasks._paths import BASE_MODEL, head_path, split_path, tokens_path
 
 if TYPE_CHECKING:
@@ -66,10 +67,15 @@ def _loaded_base(path: str, mtime_ns: int, size: int, text: bool, model: str, pr
     """theta_0's encoder as stored (the open_clip image tower, or the text encoder), built once per process and base file: a stage that
     scores 8 tasks or stacks 8 LoRA experts would otherwise rebuild it (and re-read the file) 8 times."""
     if text:
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("architecture") == "sequence_classifier":
+            from mergeflow.models.sequence_encoder import encoder_from_metadata
+
+            return encoder_from_metadata(metadata, tensors).eval()
         from mergeflow.models.text_encoder import load_text_encoder
 
         encoder, _ = load_text_encoder(pretrained)
-        encoder.load_state_dict(load_tensors(path), strict=True)
+        encoder.load_state_dict(tensors, strict=True)
         return encoder.eval()
     from mergeflow.models.backbone import load_image_tower
 
@@ -98,8 +104,18 @@ def base_image_encoder(params: Params) -> tuple[nn.Module, tuple[int, tuple[floa
     return copy.deepcopy(tower), preprocess_config(tower)
 
 
-def load_head(task: str) -> torch.Tensor:
-    return load_tensors(head_path(task))["head"]
+def load_head(task: str) -> Head:
+    """A task's frozen head: its (classes, D) matrix, or a sequence classifier's head module (rebuilt from the base
+    file's model config, its weights from the head file)."""
+    tensors, metadata = read_safetensors(head_path(task))
+    if metadata.get("head_kind") != "sequence":
+        return tensors["head"]
+    from mergeflow.models.sequence_encoder import head_from_metadata
+    from mergeflow.statedict.lazy import LazySafetensors
+
+    with LazySafetensors(BASE_MODEL) as lazy:
+        base_metadata = dict(lazy.metadata)
+    return head_from_metadata(base_metadata, int(metadata["num_labels"]), state=tensors)
 
 
 def classifier_for(params: Params, task: str, encoder_state: dict[str, torch.Tensor] | None = None) -> ImageClassifier | TextClassifier:

@@ -10,6 +10,7 @@ from torch import nn
 from mergeflow.errors import MergeflowError
 from mergeflow.merging.common import StateDict
 from mergeflow.merging_io import load_merged
+from mergeflow.models.head import Head
 from mergeflow.params import Params
 from mergeflow.routing.calibration import prepare_features
 from mergeflow.routing.served import InputTransform, Preprocess, TokenIds
@@ -40,7 +41,7 @@ def load_single_model(method: str) -> StateDict:
     return merged
 
 
-def load_heads(tasks: list[str]) -> list[torch.Tensor]:
+def load_heads(tasks: list[str]) -> list[Head]:
     return [load_head(task) for task in tasks]
 
 

@@ -11,7 +11,7 @@ import torch
 from mergeflow.params import Params
 from mergeflow.runtime.device import to_cpu
 from mergeflow.statedict.io import load_tensors, save_tensors
-from mergeflow.statedict.task_vectors import task_vector
+from mergeflow.statedict.task_vectors import check_compatible, task_vector
 from mergeflow.training.finetune import finetune_encoder
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
@@ -24,7 +24,9 @@ from tasks._stage import require_task, run_stage
 def build(args: argparse.Namespace, params: Params) -> None:
     require_task(params, args.item)
     checkpoint = params.finetune[args.item].checkpoint
-    if checkpoint is not None:
+    if checkpoint is not None and params.backbone.architecture == "sequence_classifier":
+        expert = brought_sequence_classifier(args.item, checkpoint)
+    elif checkpoint is not None:
         expert = brought_expert(args.item, checkpoint)
     else:
         expert = trained_expert(params, args.item)
@@ -53,6 +55,17 @@ def brought_expert(task: str, checkpoint: str) -> dict[str, torch.Tensor]:
     expert = load_brought_expert(checkpoint, load_base_visual(), f"finetune.{task}.checkpoint")
     print(f"finetune {task}: brought expert {checkpoint} ({len(expert)} tensors), not trained")
     return expert
+
+
+def brought_sequence_classifier(task: str, checkpoint: str) -> dict[str, torch.Tensor]:
+    """A fine-tuned ``AutoModelForSequenceClassification``'s body (its head is the heads stage's business), checked to
+    have the base body's keys, shapes and dtypes."""
+    from mergeflow.language.sequence_classifiers import load_sequence_classifier, split_state
+
+    body, _, _ = split_state(load_sequence_classifier(checkpoint))
+    check_compatible(load_base_visual(), body, f"finetune.{task}.checkpoint {checkpoint}")
+    print(f"finetune {task}: brought sequence classifier {checkpoint} ({len(body)} body tensors), not trained")
+    return body
 
 
 if __name__ == "__main__":

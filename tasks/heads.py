@@ -1,5 +1,6 @@
 """Stage heads: one frozen head per task, shared by every method: zero-shot from class-name prompts through the
-CLIP text tower (vision suites), or class prototypes of the pretrained encoder (text suites)."""
+CLIP text tower (vision suites), class prototypes of the pretrained encoder (text suites), or a sequence
+classifier's own head (``heads.checkpoints``: a brought expert's) or a linear probe on the frozen body."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from mergeflow.data.task_spec import TaskSpec
 from mergeflow.errors import MergeflowError
 from mergeflow.models.backbone import clip_tokenizer, load_clip
 from mergeflow.models.heads import zero_shot_head
+from mergeflow.models.sequence_encoder import SequenceHead, head_from_metadata
 from mergeflow.models.text_heads import prototype_head
 from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
 from tasks._artifacts import base_encoder, is_text, load_split_tensors
 from tasks._paths import BASE_MODEL, head_path, split_path
+from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
 
 
@@ -68,7 +71,56 @@ def real_heads(params: Params) -> dict[str, tuple[torch.Tensor, list[str]]]:
             for task, m in manifests.items()}
 
 
+def sequence_heads(params: Params) -> dict[str, tuple[SequenceHead, list[str], str]]:
+    """Each task's sequence-classifier head with its class names and where it came from: the head of
+    ``heads.checkpoints.<task>`` (it must have as many labels as the task has classes), or a probe trained on the
+    frozen base body's features of the train split with ``heads.probe``."""
+    from mergeflow.language.sequence_classifiers import load_sequence_classifier, split_state
+    from mergeflow.routing.features import extract_features
+    from mergeflow.statedict.lazy import LazySafetensors
+    from mergeflow.training.loop import OptimConfig
+    from mergeflow.training.probe import train_probe
+
+    with LazySafetensors(BASE_MODEL) as lazy:
+        metadata = dict(lazy.metadata)
+    device, autocast = stage_runtime(params)
+    encoder = None
+    heads = {}
+    for task in params.suite.tasks:
+        names = _class_names(params, task)
+        source = params.heads.checkpoints.get(task)
+        if source is not None:
+            brought = load_sequence_classifier(source)
+            if brought.config.num_labels != len(names):
+                raise MergeflowError(f"heads.checkpoints.{task}: {source} classifies into {brought.config.num_labels} labels, "
+                                     f"the task has {len(names)} classes; bring that task's own fine-tuned classifier")
+            _, state, _ = split_state(brought)
+            head = head_from_metadata(metadata, len(names), state=state)
+            heads[task] = (head, names, f"checkpoint {source}")
+            continue
+        probe = params.heads.probe
+        assert probe is not None  # checked when params.yaml is loaded
+        if encoder is None:
+            encoder = base_encoder(params).to(device)
+        _, token_ids, labels = load_split_tensors(task, "train")
+        with torch.no_grad():
+            features = extract_features(encoder, token_ids, probe.batch_size, f"probe features {task}", device, autocast)
+        head = head_from_metadata(metadata, len(names), seed=probe.seed)
+        losses = train_probe(head, features, labels, OptimConfig(**probe.model_dump()), f"probe {task}", device=device,
+                             autocast=autocast)
+        heads[task] = (head.cpu(), names, f"probe: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
+    return heads
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
+    if is_text(params) and params.backbone.architecture == "sequence_classifier":
+        computed = sequence_heads(params)
+        for task, (head, names, origin) in computed.items():  # written once all are computed
+            save_tensors(head_path(task), {k: v.contiguous() for k, v in head.state_dict().items()},
+                         metadata={"task": task, "classes": "|".join(names), "head_kind": "sequence",
+                                   "num_labels": str(len(names)), "origin": origin})
+            print(f"head {task}: {len(names)} classes, {origin}")
+        return
     if is_text(params) or params.suite.source == "real":
         heads = text_heads(params) if is_text(params) else real_heads(params)
         _save(params, {task: head for task, (head, _) in heads.items()}, {task: names for task, (_, names) in heads.items()})

@@ -22,11 +22,11 @@ from tasks._stage import require_task, run_stage
 
 def build_text(params: Params, spec: TextTaskSpec) -> None:
     """A text task: its sentences as Parquet, and their token ids (the backbone's tokenizer, suite.max_tokens)."""
-    from mergeflow.models.text_backbone import load_text_backbone
+    from mergeflow.models.text_backbone import load_text_tokenizer
     from mergeflow.models.text_encoder import tokenize
 
     assert params.suite.max_tokens is not None and params.suite.samples is not None  # checked when params.yaml is loaded
-    _, tokenizer = load_text_backbone(params.backbone.pretrained)
+    tokenizer = load_text_tokenizer(params.backbone.pretrained)
     splits = {}
     for split in SPLITS:
         rows, labels, ids = spec.make_split(split, getattr(params.suite.samples, split), params.suite.seed)
@@ -78,11 +78,11 @@ def build_real(params: Params, task: str) -> None:
 def write_real_tokens(params: Params, task: str, views: dict[str, SourceSplit]) -> None:
     """Each split's sentences (pairs as pairs) as token ids of the backbone's tokenizer, ``suite.max_tokens`` long."""
     from mergeflow.data.real_texts import read_text_rows
-    from mergeflow.models.text_backbone import load_text_backbone
+    from mergeflow.models.text_backbone import load_text_tokenizer
     from mergeflow.models.text_encoder import tokenize
 
     assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
-    _, tokenizer = load_text_backbone(params.backbone.pretrained)
+    tokenizer = load_text_tokenizer(params.backbone.pretrained)
     tensors = {}
     for split, view in views.items():  # all read and tokenised before any is written
         rows = read_text_rows(view, f"read {task}/{split}")

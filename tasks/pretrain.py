@@ -32,6 +32,9 @@ from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
+    if is_text(params) and params.backbone.architecture == "sequence_classifier":
+        store_sequence_classifier_body(params)
+        return
     if is_text(params):  # a real pretrained text encoder (default: the packaged MiniLM-L6), stored unchanged
         from mergeflow.models.text_encoder import load_text_encoder
 
@@ -65,6 +68,27 @@ def build(args: argparse.Namespace, params: Params) -> None:
         print(f"pretrain: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps on {len(captions)} captioned images"
               f" ({len(set(captions))} distinct captions)")
     save_clip(clip.cpu(), BASE_MODEL, params.backbone.model)
+
+
+def store_sequence_classifier_body(params: Params) -> None:
+    """A Hugging Face sequence classifier's pretrained body (roberta-base, gpt2: published without a classifier),
+    stored under its checkpoint keys with what rebuilds the encoder and any task's head (its config, pad/sep ids)."""
+    from mergeflow.language.sequence_classifiers import load_sequence_classifier
+    from mergeflow.models.sequence_encoder import base_metadata, split_model
+    from mergeflow.models.text_backbone import load_text_tokenizer
+
+    source = params.backbone.pretrained
+    if source is None:
+        raise MergeflowError("backbone.pretrained: a sequence classifier starts from a pretrained model; name its folder "
+                             "or hub id (e.g. roberta-base, gpt2)")
+    tokenizer = load_text_tokenizer(source)
+    model = load_sequence_classifier(source, head_required=False)
+    encoder, _ = split_model(model, tokenizer.pad_token_id, tokenizer.sep_token_id)
+    metadata = {"model": params.backbone.model, "kind": "text",
+                **base_metadata(model, tokenizer.pad_token_id, tokenizer.sep_token_id)}
+    save_tensors(BASE_MODEL, encoder.state_dict(), metadata=metadata)
+    print(f"pretrain: stored the {model.config.model_type} body of {source} ({len(encoder.state_dict())} tensors, "
+          f"pooled at the {encoder.pooling} token)")
 
 
 def store_hf_clip(source: str, model_name: str) -> None:

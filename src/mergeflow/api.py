@@ -23,6 +23,7 @@ from mergeflow.merging.bank import MaskBank, reconstruct
 from mergeflow.merging.common import StateDict, add_to_base
 from mergeflow.merging.plan import as_bank, as_delta
 from mergeflow.merging.registry import get_method, run_method
+from mergeflow.models.head import Head
 from mergeflow.routing.router_file import load_router as _load_router_file
 from mergeflow.routing.router_file import save_router as _save_router_file
 from mergeflow.routing.routers import Router, fit_router
@@ -119,7 +120,7 @@ def adapt(
     base: Mapping[str, torch.Tensor],
     experts: Experts,
     encoder: nn.Module,
-    heads: Sequence[torch.Tensor],
+    heads: Sequence[Head],
     batches: Batches,
     *,
     steps: int,

@@ -76,10 +76,16 @@ class SuiteParams(_Section):
 
 
 class BackboneParams(_Section):
-    """An open_clip model name and pretrained tag (null: pretrain it inside the pipeline)."""
+    """An open_clip model name and pretrained tag (null: pretrain it inside the pipeline), or a text model.
+
+    ``architecture`` says what a text backbone is used as: ``encoder`` (a sentence encoder, mean-pooled, with class
+    prototype heads; a vision suite's CLIP image tower) or ``sequence_classifier`` (a Hugging Face
+    ``AutoModelForSequenceClassification`` body such as roberta-base or gpt2, each task scored by its own head:
+    ``heads``)."""
 
     model: str
     pretrained: str | None
+    architecture: Literal["encoder", "sequence_classifier"] = "encoder"
 
 
 class OptimParams(_Section):
@@ -91,6 +97,18 @@ class OptimParams(_Section):
     weight_decay: NonNegativeFloat
     warmup_steps: NonNegativeInt
     seed: NonNegativeInt
+
+
+class HeadsParams(_Section):
+    """Where a sequence classifier's task heads come from (``backbone.architecture: sequence_classifier``).
+
+    ``checkpoints``: task -> a sequence-classifier folder or hub id whose head (``classifier.*``, ``score.*``) is the
+    task's head, usually the same source as its brought expert (``finetune.<task>.checkpoint``). Every other task gets
+    a linear probe: a fresh head trained on the pretrained body's frozen features with the ``probe`` recipe, which the
+    body is then fine-tuned against (a frozen head, as the vision experts' zero-shot heads)."""
+
+    checkpoints: dict[str, str] = Field(default_factory=dict)
+    probe: OptimParams | None = None
 
 
 class FinetuneParams(_Section):
@@ -429,6 +447,7 @@ class Params(_Section):
     lora: LoraParams
     dynamic: DynamicParams = DynamicParams(methods=[], batch_size=128, blocks={})
     runtime: RuntimeParams = RuntimeParams()
+    heads: HeadsParams = HeadsParams()
 
     @model_validator(mode="after")
     def _tasks_are_known(self) -> Params:
@@ -462,6 +481,25 @@ class Params(_Section):
             raise ValueError("suite.tasks: a task is listed twice")
         return self._blocks_and_routes()
 
+    def _heads_have_a_source(self) -> None:
+        """A sequence classifier's every task has a head: a checkpoint's, or a probe trained by the recipe."""
+        heads = self.heads
+        if self.backbone.architecture != "sequence_classifier":
+            if heads.checkpoints or heads.probe is not None:
+                raise ValueError("heads: applies to backbone.architecture: sequence_classifier only; leave it out")
+            return
+        if self.suite.kind != "text":
+            raise ValueError("backbone.architecture: sequence_classifier is a text backbone; a vision suite uses encoder")
+        for task, source in heads.checkpoints.items():
+            if task not in self.suite.tasks:
+                raise ValueError(f"heads.checkpoints.{task}: not a task of suite.tasks ({', '.join(self.suite.tasks)})")
+            if not source.strip():
+                raise ValueError(f"heads.checkpoints.{task}: must be a model folder or hub id")
+        headless = [task for task in self.suite.tasks if task not in heads.checkpoints]
+        if headless and heads.probe is None:
+            raise ValueError(f"heads: {', '.join(headless)} have no head checkpoint (heads.checkpoints.<task>) and there is "
+                             "no heads.probe recipe to train one")
+
     def _blocks_and_routes(self) -> Params:
         for task in self.finetune:
             if task not in self.suite.tasks:
@@ -469,6 +507,7 @@ class Params(_Section):
         for task in self.suite.tasks:
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
+        self._heads_have_a_source()
         self._route_names_are_merged()
         self._merges_are_meaningful()
         self._sizes_fit_the_data()

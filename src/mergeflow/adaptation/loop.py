@@ -19,7 +19,7 @@ from mergeflow.adaptation.entropy import mean_entropy
 from mergeflow.adaptation.model import AdaptiveMerge
 from mergeflow.declarations.common import check_non_negative_int, check_number
 from mergeflow.errors import MergeflowError
-from mergeflow.models.head import apply_head
+from mergeflow.models.head import Head, apply_head, frozen_head
 from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler, to_cpu
 
 Tensor = torch.Tensor
@@ -40,7 +40,7 @@ class AdaptationResult:
     coefficients: Tensor
 
 
-def entropy_loss(state: dict[str, Tensor], forward: Forward, heads: Sequence[Tensor], inputs: Sequence[Tensor]) -> Tensor:
+def entropy_loss(state: dict[str, Tensor], forward: Forward, heads: Sequence[Head], inputs: Sequence[Tensor]) -> Tensor:
     """sum_t mean_entropy(normalise(f_state(x_t)) @ head_t^T): the logits of ``models.classifier.ImageClassifier``.
 
     Every task's batch goes through the one merged model, so they run as one concatenated forward (the encoder
@@ -55,7 +55,7 @@ def entropy_loss(state: dict[str, Tensor], forward: Forward, heads: Sequence[Ten
 def adapt(
     model: AdaptiveMerge,
     forward: Forward,
-    heads: Sequence[Tensor],
+    heads: Sequence[Head],
     batches: Batches,
     steps: int,
     lr: float = 1e-3,
@@ -82,7 +82,7 @@ def adapt(
     parameters = model.parameters_to_learn()
     if not parameters:
         raise MergeflowError("nothing to learn: set learn_lambda or learn_masks (masks need a decomposition with SVD keys)")
-    frozen_heads = [head.detach().to(device) for head in heads]
+    frozen_heads = [frozen_head(head, device) for head in heads]
     optimizer = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     scaler = grad_scaler(autocast, device)
     losses: list[float] = []

@@ -21,6 +21,7 @@ from mergeflow.dynamic.mow import MixtureOfWeights, rule_features
 from mergeflow.dynamic.training import minimise_entropy
 from mergeflow.dynamic.wemoe import WeightEnsemblingEncoder
 from mergeflow.lora.twin import load_twin_router, train_twin_router
+from mergeflow.models.head import Head
 from mergeflow.runtime.device import CPU, autocast_context, to_cpu
 from mergeflow.seeding import torch_generator
 
@@ -38,7 +39,7 @@ class FitInputs:
     encoder: nn.Module
     base: Mapping[str, Tensor]
     task_vectors: TaskVectors
-    heads: Sequence[Tensor]
+    heads: Sequence[Head]
     test_pool: Callable[[int], list[Tensor]]
     drawn: Callable[[str, int, int], list[Tensor]]
     merged: Callable[[str], Mapping[str, Tensor]]

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from mergeflow.adaptation.loop import entropy_loss
 from mergeflow.errors import MergeflowError
+from mergeflow.models.head import Head, frozen_head
 from mergeflow.runtime.device import CPU, autocast_context, backward_and_step, grad_scaler
 
 Batches = Callable[[int, int], torch.Tensor]  # (step, task index) -> that task's unlabelled batch
@@ -30,7 +31,7 @@ class TrainingLog:
 
 
 def minimise_entropy(model: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.nn.Parameter],
-                     heads: Sequence[torch.Tensor], batches: Batches, steps: int, lr: float, desc: str, *,
+                     heads: Sequence[Head], batches: Batches, steps: int, lr: float, desc: str, *,
                      device: torch.device = CPU, autocast: str = "none") -> TrainingLog:
     """``steps`` Adam(lr) steps on ``parameters``: one batch per task and step, loss = summed mean entropies.
 
@@ -41,7 +42,7 @@ def minimise_entropy(model: Callable[[torch.Tensor], torch.Tensor], parameters: 
     if lr <= 0 or steps < 0:
         raise MergeflowError(f"need lr > 0 and steps >= 0, got lr {lr!r}, steps {steps!r}")
     optimizer = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-    frozen = [head.detach().to(device) for head in heads]
+    frozen = [frozen_head(head, device) for head in heads]
     scaler = grad_scaler(autocast, device)
     losses: list[float] = []
     seconds: list[float] = []

@@ -37,6 +37,7 @@ from mergeflow.lora.policies import (
 )
 from mergeflow.lora.router_encoder import RouterEmbedder
 from mergeflow.lora.twin import load_twin_router, train_twin_router, twin_encoder
+from mergeflow.models.head import Head
 from mergeflow.routing.features import extract_features
 from mergeflow.routing.routers import Router, fit_router
 from mergeflow.routing.served import InputTransform, tensor_bytes
@@ -83,7 +84,7 @@ class ServingInputs:
     bank: FactorBank
     encoder: nn.Module
     preprocess: InputTransform
-    heads: list[Tensor]
+    heads: list[Head]
     router_encoder: Callable[[], RouterEmbedder | None]
     stream: TestStream
     batch_size: int
@@ -123,7 +124,7 @@ def _embed(encoder: MixedEncoder, preprocess: InputTransform, coefficients: Tens
     return extract_features(lambda batch: encoder(preprocess(batch), coefficients.expand(len(batch), -1)), images, batch_size)
 
 
-def choose_tr_routing(policy: TrPolicy, heads: Sequence[Tensor], pixels: Tensor, labels: Tensor, truth: Tensor,
+def choose_tr_routing(policy: TrPolicy, heads: Sequence[Head], pixels: Tensor, labels: Tensor, truth: Tensor,
                       temperatures: Sequence[float], top_ks: Sequence[int], batch_size: int) -> Selection[tuple[float, int]]:
     """TR-Merging's (temperature, top_k) on validation: the pair whose routed model classifies most of ``pixels``
     (preprocessed, every task's, with their ``labels`` and true task indices ``truth``, scored with the true task's

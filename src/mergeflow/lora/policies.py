@@ -21,7 +21,7 @@ from mergeflow.lora.dawin import dataset_mean, dawin_coefficients, prediction_en
 from mergeflow.lora.mixed_encoder import MixedEncoder
 from mergeflow.lora.tr_router import mean_cosine_scores, routing_weights, top_k
 from mergeflow.lora.twin import TwinRouter
-from mergeflow.models.head import apply_head
+from mergeflow.models.head import Head, apply_head
 from mergeflow.routing.grouped import grouped_apply
 from mergeflow.routing.routers import Router
 
@@ -33,7 +33,7 @@ def _reduce(logits: torch.Tensor, reduce: str) -> torch.Tensor:
     return entropy / math.log(logits.shape[-1]) if reduce == "normalized_entropy" else entropy
 
 
-def head_logits(features: torch.Tensor, heads: Sequence[torch.Tensor], head_index: torch.Tensor, reduce: str = "argmax") -> torch.Tensor:
+def head_logits(features: torch.Tensor, heads: Sequence[Head], head_index: torch.Tensor, reduce: str = "argmax") -> torch.Tensor:
     """Per input: normalised features times head ``heads[head_index[b]]``, reduced to the argmax class ("argmax"),
     the prediction entropy ("entropy") or the entropy over log(classes) ("normalized_entropy")."""
     return grouped_apply(features, head_index, lambda index, rows: _reduce(apply_head(heads[index], rows), reduce))
@@ -119,7 +119,7 @@ class DawinPolicy:
     """
 
     encoder: MixedEncoder
-    heads: list[torch.Tensor]
+    heads: list[Head]
     scale: float = 0.3
     head: Literal["dataset", "expert"] = "dataset"
 
@@ -173,7 +173,7 @@ def dataset_mean_policy(policy: Policy, pixels: torch.Tensor, tasks: torch.Tenso
 
 
 @torch.no_grad()
-def serve(policy: Policy, heads: Sequence[torch.Tensor], pixels: torch.Tensor, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def serve(policy: Policy, heads: Sequence[Head], pixels: torch.Tensor, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted classes, coefficient rows) for one batch: coefficients by the policy, then one mixed forward pass."""
     if len(heads) != policy.encoder.experts:
         raise MergeflowError(f"{len(heads)} heads for {policy.encoder.experts} experts: give one head per task, in task order")

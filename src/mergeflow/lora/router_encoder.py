@@ -67,9 +67,9 @@ def load_router_embedder(source: str, suite_kind: str, suite_source: str | None,
     if suite_kind != "text" or max_tokens is None:
         raise MergeflowError(f"lora.tr.router_encoder {source!r}: a separate router encoder is a sentence-embedding model "
                              "and routes text suites only; use `base` for a vision suite")
-    from mergeflow.models.text_backbone import load_text_backbone
+    from mergeflow.models.text_backbone import load_text_tokenizer
     from mergeflow.models.text_encoder import load_text_encoder
 
     encoder, tokenizer = load_text_encoder(source)
-    _, suite_tokenizer = load_text_backbone(suite_source)
+    suite_tokenizer = load_text_tokenizer(suite_source)
     return RouterEmbedder(encoder, tokenizer, suite_tokenizer, max_tokens)

@@ -31,3 +31,10 @@ def head_bytes(head: Head) -> int:
     if isinstance(head, torch.Tensor):
         return head.numel() * head.element_size()
     return sum(t.numel() * t.element_size() for t in (*head.parameters(), *head.buffers()))
+
+
+def frozen_head(head: Head, device: torch.device) -> Head:
+    """The head on ``device``, out of every autograd graph (a matrix detached, a module's parameters frozen)."""
+    if isinstance(head, torch.Tensor):
+        return head.detach().to(device)
+    return head.to(device).requires_grad_(False)

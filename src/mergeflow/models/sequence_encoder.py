@@ -176,3 +176,39 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what
         raise MergeflowError(f"{what}: does not fit the model (missing {missing[:5]}, unexpected {extra[:5]}, "
                              f"shapes (given, model) {shapes})")
     module.load_state_dict(dict(state), strict=True)
+
+
+def base_metadata(model: PreTrainedModel, pad_token_id: int, sep_token_id: int | None) -> dict[str, str]:
+    """What the base file stores beside the body weights so any stage rebuilds the encoder and any head without the
+    source folder: the model's config (the head's class and width), and the token ids the encoder pools by."""
+    return {"architecture": "sequence_classifier", "hf_config": model.config.to_json_string(use_diff=False),
+            "pad_token_id": str(int(pad_token_id)), "sep_token_id": "" if sep_token_id is None else str(int(sep_token_id))}
+
+
+def _token_ids(metadata: Mapping[str, str]) -> tuple[int, int | None]:
+    sep = metadata.get("sep_token_id", "")
+    return int(metadata["pad_token_id"]), (int(sep) if sep else None)
+
+
+def encoder_from_metadata(metadata: Mapping[str, str], state: Mapping[str, torch.Tensor] | None = None) -> SequenceEncoder:
+    """The base file's encoder rebuilt from its metadata (``base_metadata``), with ``state`` loaded strictly if given."""
+    if "hf_config" not in metadata:
+        raise MergeflowError("the base file is not a sequence classifier's (no hf_config in its metadata); rerun `pretrain`")
+    pad, sep = _token_ids(metadata)
+    encoder, _ = split_model(build_model(config_from_json(metadata["hf_config"])), pad, sep)
+    if state is not None:
+        load_state_strict(encoder, state, "the sequence classifier's body")
+    return encoder
+
+
+def head_from_metadata(metadata: Mapping[str, str], num_labels: int, seed: int = 0,
+                       state: Mapping[str, torch.Tensor] | None = None) -> SequenceHead:
+    """A head of the base's architecture with ``num_labels`` outputs: freshly initialised from ``seed`` (a probe to
+    train), or with ``state`` (a stored or brought head) loaded strictly."""
+    if "hf_config" not in metadata:
+        raise MergeflowError("the base file is not a sequence classifier's (no hf_config in its metadata); rerun `pretrain`")
+    model = build_model(config_from_json(metadata["hf_config"], num_labels=num_labels), seed=seed)
+    head = SequenceHead({name: getattr(model, name) for name in head_prefixes(model)}, model.config)
+    if state is not None:
+        load_state_strict(head, state, "the task head")
+    return head.eval()

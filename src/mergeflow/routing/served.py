@@ -103,7 +103,7 @@ class RoutedClassifier:
         encoder: nn.Module,
         feature_weights: Mapping[str, torch.Tensor],
         task_weights: Callable[[int], Mapping[str, torch.Tensor]],
-        heads: Sequence[torch.Tensor],
+        heads: Sequence[Head],
         tasks: Sequence[str],
         router: Router | None,
         preprocess: InputTransform,
@@ -152,7 +152,7 @@ class StaticClassifier:
     """The task-unknown baseline: one merged model for every input, each input scored with its own task's head
     (the convention of merging benchmarks' static rows); the encoder runs once per batch."""
 
-    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[torch.Tensor], preprocess: InputTransform,
+    def __init__(self, encoder: nn.Module, weights: Mapping[str, torch.Tensor], heads: Sequence[Head], preprocess: InputTransform,
                  *, device: torch.device = CPU, autocast: str = "none") -> None:
         self.encoder = SwappableEncoder(encoder.to(device))
         self.weights = to_device(weights, device)

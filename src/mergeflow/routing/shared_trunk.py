@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
+from mergeflow.models.head import Head
 from mergeflow.models.vit_split import SplitTower, check_split, keys_after
 from mergeflow.routing.calibration import prepare_features
 from mergeflow.routing.grouped import grouped_apply
@@ -43,7 +44,7 @@ class SharedTrunkClassifier:
         tower: nn.Module,
         feature_weights: Mapping[str, torch.Tensor],
         task_weights: TaskWeights,
-        heads: Sequence[torch.Tensor],
+        heads: Sequence[Head],
         tasks: Sequence[str],
         router: Router | None,
         preprocess: InputTransform,
