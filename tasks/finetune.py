@@ -10,8 +10,8 @@ import torch
 
 from mergeflow.params import Params
 from mergeflow.runtime.device import to_cpu
-from mergeflow.statedict.io import load_tensors, save_tensors
-from mergeflow.statedict.task_vectors import check_compatible, task_vector
+from mergeflow.statedict.io import save_tensors
+from mergeflow.statedict.task_vectors import check_compatible, task_vector, without_frozen
 from mergeflow.training.finetune import finetune_encoder
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
@@ -30,8 +30,12 @@ def build(args: argparse.Namespace, params: Params) -> None:
         expert = brought_expert(args.item, checkpoint)
     else:
         expert = trained_expert(params, args.item)
+    tau = task_vector(expert, load_base_visual(), expert_name=f"the expert of {args.item}")
+    if params.backbone.frozen_in_merging:  # checked before anything is written
+        kept = without_frozen(tau, params.backbone.frozen_in_merging)
+        print(f"task vector {args.item}: {len(tau) - len(kept)} entries frozen at theta_0 (backbone.frozen_in_merging)")
+        tau = kept
     save_tensors(expert_path(args.item), expert, metadata={"task": args.item})
-    tau = task_vector(load_tensors(expert_path(args.item)), load_base_visual(), expert_name=str(expert_path(args.item)))
     norm = sum(float(v.float().pow(2).sum()) for v in tau.values()) ** 0.5
     print(f"task vector {args.item}: {len(tau)} entries, {sum(v.numel() for v in tau.values())} parameters, L2 norm {norm:.4f}")
     save_tensors(task_vector_path(args.item), tau, metadata={"task": args.item})

@@ -138,3 +138,16 @@ def test_saved_files_are_byte_identical_across_processes(tmp_path: Path) -> None
         subprocess.run([sys.executable, "-c", code, str(path)], check=True)
         digests.add(hashlib.md5(path.read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_frozen_keys_leave_the_task_vector_and_mistakes_are_refused() -> None:
+    from mergeflow.statedict.task_vectors import without_frozen
+
+    tau = {"roberta.embeddings.word_embeddings.weight": torch.ones(3, 2), "roberta.encoder.layer.0.dense.weight": torch.ones(2, 2)}
+    assert set(without_frozen(tau, [r"roberta\.embeddings\..*"])) == {"roberta.encoder.layer.0.dense.weight"}
+    with pytest.raises(MergeflowError, match="match no task-vector key"):
+        without_frozen(tau, [r"transformer\.wte\..*"])
+    with pytest.raises(MergeflowError, match="every merge would be theta_0"):
+        without_frozen(tau, [r"roberta\..*"])
+    with pytest.raises(MergeflowError, match="is not a regular expression"):
+        without_frozen(tau, ["(["])

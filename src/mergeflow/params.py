@@ -81,11 +81,13 @@ class BackboneParams(_Section):
     ``architecture`` says what a text backbone is used as: ``encoder`` (a sentence encoder, mean-pooled, with class
     prototype heads; a vision suite's CLIP image tower) or ``sequence_classifier`` (a Hugging Face
     ``AutoModelForSequenceClassification`` body such as roberta-base or gpt2, each task scored by its own head:
-    ``heads``)."""
+    ``heads``). ``frozen_in_merging``: regular expressions (full match) of encoder keys left out of every task vector,
+    so every merge keeps the pretrained values there (AdaRank's RoBERTa / GPT-2 setting: the embeddings)."""
 
     model: str
     pretrained: str | None
     architecture: Literal["encoder", "sequence_classifier"] = "encoder"
+    frozen_in_merging: list[str] = Field(default_factory=list)  # regexes of keys left out of every task vector
 
 
 class OptimParams(_Section):
@@ -374,7 +376,7 @@ class LoraParams(_Section):
 
     adapter: LoraAdapterParams
     train: OptimParams
-    methods: list[str] = Field(min_length=1)
+    methods: list[str]  # may be empty: a backbone without LoRA-served layers (GPT-2's Conv1D MLPs) runs none
     batch_size: PositiveInt
     blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (declarations/lora.py holds the rest)
 

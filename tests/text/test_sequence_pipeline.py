@@ -58,6 +58,7 @@ def test_a_sequence_classifier_suite_runs_every_stage(tmp_path: Path, family: st
     project = _project(tmp_path / family, family)
     output = dvc(project, "repro", *TARGETS[family])
     assert f"pretrain: stored the {family} body of real_models/{family}/base" in output
+    assert "entries frozen at theta_0 (backbone.frozen_in_merging)" in output  # the embeddings, as AdaRank
     accuracy = _accuracy_rows(project)
     keys = set(zip(accuracy["suite"], accuracy["method"], accuracy["router"], strict=True))
     expected = {("tiny_glue", "finetuned", "oracle"), ("tiny_glue", "tall_ta", "mad"), ("tiny_glue", "adarank_ta", "none"),

@@ -116,5 +116,7 @@ def mlp_lora_targets(encoder: nn.Module) -> tuple[str, ...]:
     targets = sorted({match.group(0)[len(match.group(1) or ""):] for name, _ in encoder.named_modules()
                       if (match := _BERT_MLP.match(name))})
     if not targets:
-        raise MergeflowError("mlp_lora_targets: no BERT-style `layer.{i}.intermediate.dense` modules in this encoder")
+        raise MergeflowError("lora.adapter.targets [mlp]: this encoder has no BERT-style `layer.{i}.intermediate.dense` "
+                             "MLP linears (GPT-2's MLPs are Conv1D, which the LoRA methods here do not serve); set "
+                             "lora.methods: [] and reproduce the other stages (`dvc repro results report`)")
     return tuple(targets)

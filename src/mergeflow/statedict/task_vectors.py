@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from mergeflow.errors import MergeflowError
@@ -23,6 +25,25 @@ def task_vector(expert: dict[str, torch.Tensor], base: dict[str, torch.Tensor], 
     """tau_t = theta_t - theta_0 for every floating-point entry (computed in the entry's own dtype)."""
     check_compatible(base, expert, expert_name)
     return {key: expert[key] - value for key, value in base.items() if value.is_floating_point()}
+
+
+def without_frozen(tau: dict[str, torch.Tensor], patterns: list[str]) -> dict[str, torch.Tensor]:
+    """tau without the entries whose key fully matches one of ``patterns``: every merge then keeps theta_0's values
+    there (AdaRank's language models leave the embeddings out of their task vectors). A pattern that matches nothing
+    is a typo, and one that leaves nothing would make every merge theta_0: both are errors."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise MergeflowError(f"frozen key pattern {pattern!r} is not a regular expression ({exc})") from None
+    unused = [c.pattern for c in compiled if not any(c.fullmatch(key) for key in tau)]
+    if unused:
+        raise MergeflowError(f"frozen key patterns {unused} match no task-vector key (keys look like {sorted(tau)[:3]})")
+    kept = {key: value for key, value in tau.items() if not any(c.fullmatch(key) for c in compiled)}
+    if not kept:
+        raise MergeflowError(f"frozen key patterns {patterns} match every task-vector key: every merge would be theta_0")
+    return kept
 
 
 def apply_task_vector(base: dict[str, torch.Tensor], tau: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
