@@ -128,4 +128,7 @@ def classifier_for(params: Params, task: str, encoder_state: dict[str, torch.Ten
     visual, (size, mean, std) = base_image_encoder(params)
     if encoder_state is not None:
         visual.load_state_dict(encoder_state, strict=True)
-    return ImageClassifier(visual, load_head(task), size, mean, std)
+    head = load_head(task)
+    if not isinstance(head, torch.Tensor):
+        raise MergeflowError(f"{task}: a vision task's head is a (classes, D) matrix; rerun `heads`")
+    return ImageClassifier(visual, head, size, mean, std)

@@ -63,7 +63,7 @@ class CalibrationInputs:
     encoder: nn.Module
     preprocess: InputTransform
     drawn: Callable[[str, int | None, int], list[tuple[Tensor, Tensor]]]
-    heads: Callable[[], list[Tensor]]
+    heads: Callable[[], list[Head]]
     router_encoder: Callable[[], RouterEmbedder | None]
     batch_size: int
     device: torch.device = CPU
