@@ -11,7 +11,7 @@ from torch import nn
 
 from mergeflow.errors import MergeflowError
 from mergeflow.models.classifier import ImageClassifier
-from mergeflow.models.head import Head
+from mergeflow.models.head import Head, linear_head
 from mergeflow.models.text_classifier import TextClassifier
 from mergeflow.params import Params
 from mergeflow.statedict.io import load_tensors, read_safetensors
@@ -68,7 +68,7 @@ def _loaded_base(path: str, mtime_ns: int, size: int, text: bool, model: str, pr
     scores 8 tasks or stacks 8 LoRA experts would otherwise rebuild it (and re-read the file) 8 times."""
     if text:
         tensors, metadata = read_safetensors(path)
-        if metadata.get("architecture") == "sequence_classifier":
+        if metadata.get("architecture") in ("sequence_classifier", "causal_lm"):
             from mergeflow.models.sequence_encoder import encoder_from_metadata
 
             return encoder_from_metadata(metadata, tensors).eval()
@@ -105,9 +105,11 @@ def base_image_encoder(params: Params) -> tuple[nn.Module, tuple[int, tuple[floa
 
 
 def load_head(task: str) -> Head:
-    """A task's frozen head: its (classes, D) matrix, or a sequence classifier's head module (rebuilt from the base
-    file's model config, its weights from the head file)."""
+    """A task's frozen head: its (classes, D) matrix, a sequence classifier's head module (rebuilt from the base
+    file's model config, its weights from the head file), or a causal LM's label-word rows as a linear layer."""
     tensors, metadata = read_safetensors(head_path(task))
+    if metadata.get("head_kind") == "label_words":
+        return linear_head(tensors)
     if metadata.get("head_kind") != "sequence":
         return tensors["head"]
     from mergeflow.models.sequence_encoder import head_from_metadata

@@ -112,7 +112,34 @@ def sequence_heads(params: Params) -> dict[str, tuple[SequenceHead, list[str], s
     return heads
 
 
+def label_word_heads(params: Params) -> dict[str, tuple[torch.nn.Linear, list[str], list[str], list[int]]]:
+    """Each task's head for a causal LM: the LM head's rows at its GLUE label words' tokens, with the class names,
+    the words and their token ids (``mergeflow.language.causal_lm``)."""
+    from mergeflow.data.sources.glue import glue_task_of
+    from mergeflow.language.causal_lm import label_word_head, label_word_ids, load_causal_lm
+    from mergeflow.models.text_backbone import load_text_tokenizer
+
+    assert params.backbone.pretrained is not None  # checked when params.yaml is loaded
+    model, tokenizer = load_causal_lm(params.backbone.pretrained), load_text_tokenizer(params.backbone.pretrained)
+    heads = {}
+    for task, definition in params.suite.real_tasks().items():
+        glue = glue_task_of(definition)
+        assert glue is not None  # checked when params.yaml is loaded
+        words = list(glue.label_words)
+        ids = label_word_ids(tokenizer, words)
+        heads[task] = (label_word_head(model, ids), _class_names(params, task), words, ids)
+    return heads
+
+
 def build(args: argparse.Namespace, params: Params) -> None:
+    if params.backbone.architecture == "causal_lm":
+        words_heads = label_word_heads(params)
+        for task, (layer, names, words, ids) in words_heads.items():  # written once all are computed
+            save_tensors(head_path(task), {k: v.contiguous() for k, v in layer.state_dict().items()},
+                         metadata={"task": task, "classes": "|".join(names), "head_kind": "label_words",
+                                   "label_words": "|".join(words), "token_ids": ",".join(map(str, ids))})
+            print(f"head {task}: label words {words} (tokens {ids}) of the LM head")
+        return
     if is_text(params) and params.backbone.architecture == "sequence_classifier":
         computed = sequence_heads(params)
         for task, (head, names, origin) in computed.items():  # written once all are computed

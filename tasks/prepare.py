@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -18,6 +18,11 @@ from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
 from tasks._paths import split_path, tokens_path
 from tasks._stage import require_task, run_stage
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mergeflow.data.real_texts import TextRows
 
 
 def build_text(params: Params, spec: TextTaskSpec) -> None:
@@ -86,10 +91,30 @@ def write_real_tokens(params: Params, task: str, views: dict[str, SourceSplit]) 
     tensors = {}
     for split, view in views.items():  # all read and tokenised before any is written
         rows = read_text_rows(view, f"read {task}/{split}")
-        token_ids = tokenize(tokenizer, rows.firsts, params.suite.max_tokens, pairs=rows.seconds)
+        if params.backbone.architecture == "causal_lm":
+            token_ids = prompted_token_ids(params, task, split, rows, tokenizer)
+        else:
+            token_ids = tokenize(tokenizer, rows.firsts, params.suite.max_tokens, pairs=rows.seconds)
         tensors[split] = {"token_ids": token_ids, "labels": torch.tensor(rows.labels, dtype=torch.int64)}
     for split, stored in tensors.items():
         save_tensors(tokens_path(task, split), stored)
+
+
+def prompted_token_ids(params: Params, task: str, split: str, rows: TextRows, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """A causal LM's inputs: each row in its GLUE task's prompt, ending where the label word follows."""
+    from mergeflow.data.sources.glue import glue_task_of
+    from mergeflow.language.causal_lm import prompt_token_ids
+
+    assert params.suite.max_tokens is not None  # checked when params.yaml is loaded
+    glue = glue_task_of(params.suite.real_tasks()[task])
+    assert glue is not None  # checked when params.yaml is loaded
+    columns = [rows.firsts] if rows.seconds is None else [rows.firsts, rows.seconds]
+    prompts = [glue.render_texts(texts) for texts in zip(*columns, strict=True)]
+    token_ids, cut = prompt_token_ids(tokenizer, prompts, params.suite.max_tokens, tokenizer.pad_token_id)
+    if cut:
+        print(f"{task}/{split}: {cut} of {len(prompts)} prompts longer than suite.max_tokens kept their last "
+              f"{params.suite.max_tokens} tokens")
+    return token_ids
 
 
 def build(args: argparse.Namespace, params: Params) -> None:

@@ -32,8 +32,8 @@ from tasks._stage import run_stage
 
 
 def build(args: argparse.Namespace, params: Params) -> None:
-    if is_text(params) and params.backbone.architecture == "sequence_classifier":
-        store_sequence_classifier_body(params)
+    if is_text(params) and params.backbone.architecture in ("sequence_classifier", "causal_lm"):
+        store_sequence_classifier_body(params)  # a causal LM's body is the same module (Qwen2Model, GPT2Model)
         return
     if is_text(params):  # a real pretrained text encoder (default: the packaged MiniLM-L6), stored unchanged
         from mergeflow.models.text_encoder import load_text_encoder
@@ -71,8 +71,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
 
 
 def store_sequence_classifier_body(params: Params) -> None:
-    """A Hugging Face sequence classifier's pretrained body (roberta-base, gpt2: published without a classifier),
-    stored under its checkpoint keys with what rebuilds the encoder and any task's head (its config, pad/sep ids)."""
+    """A Hugging Face sequence classifier's pretrained body (roberta-base, gpt2: published without a classifier; a
+    causal LM's checkpoint loads the same way, its LM head left aside), stored under its checkpoint keys with what
+    rebuilds the encoder and any task's head (its config, pad/sep ids)."""
     from mergeflow.language.sequence_classifiers import load_sequence_classifier
     from mergeflow.models.sequence_encoder import base_metadata, split_model
     from mergeflow.models.text_backbone import load_text_tokenizer
@@ -85,7 +86,8 @@ def store_sequence_classifier_body(params: Params) -> None:
     model = load_sequence_classifier(source, head_required=False)
     encoder, _ = split_model(model, tokenizer.pad_token_id, tokenizer.sep_token_id)
     metadata = {"model": params.backbone.model, "kind": "text",
-                **base_metadata(model, tokenizer.pad_token_id, tokenizer.sep_token_id)}
+                **base_metadata(model, tokenizer.pad_token_id, tokenizer.sep_token_id),
+                "architecture": params.backbone.architecture}
     save_tensors(BASE_MODEL, encoder.state_dict(), metadata=metadata)
     print(f"pretrain: stored the {model.config.model_type} body of {source} ({len(encoder.state_dict())} tensors, "
           f"pooled at the {encoder.pooling} token)")

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mergeflow.data.real_suite import real_suite_kind, real_tasks
+from mergeflow.data.sources.glue import GLUE_TASKS, glue_task_of
 from mergeflow.data.sources.real_task import RealTask
 from mergeflow.data.suites import suite_kind, suite_tasks
 from mergeflow.declarations.adaptation import adapt_declaration
@@ -81,12 +82,13 @@ class BackboneParams(_Section):
     ``architecture`` says what a text backbone is used as: ``encoder`` (a sentence encoder, mean-pooled, with class
     prototype heads; a vision suite's CLIP image tower) or ``sequence_classifier`` (a Hugging Face
     ``AutoModelForSequenceClassification`` body such as roberta-base or gpt2, each task scored by its own head:
-    ``heads``). ``frozen_in_merging``: regular expressions (full match) of encoder keys left out of every task vector,
+    ``heads``) or ``causal_lm`` (a Hugging Face ``AutoModelForCausalLM`` such as Qwen2.5: each GLUE task's prompt,
+    classified by the likelihood of its one-token label words, ``mergeflow.language.causal_lm``). ``frozen_in_merging``: regular expressions (full match) of encoder keys left out of every task vector,
     so every merge keeps the pretrained values there (AdaRank's RoBERTa / GPT-2 setting: the embeddings)."""
 
     model: str
     pretrained: str | None
-    architecture: Literal["encoder", "sequence_classifier"] = "encoder"
+    architecture: Literal["encoder", "sequence_classifier", "causal_lm"] = "encoder"
     frozen_in_merging: list[str] = Field(default_factory=list)  # regexes of keys left out of every task vector
 
 
@@ -484,8 +486,11 @@ class Params(_Section):
         return self._blocks_and_routes()
 
     def _heads_have_a_source(self) -> None:
-        """A sequence classifier's every task has a head: a checkpoint's, or a probe trained by the recipe."""
+        """A sequence classifier's every task has a head: a checkpoint's, or a probe trained by the recipe. A causal
+        LM's heads are its label words', so every task must be a GLUE task (its prompt and words are known)."""
         heads = self.heads
+        if self.backbone.architecture == "causal_lm":
+            self._causal_lm_tasks()
         if self.backbone.architecture != "sequence_classifier":
             if heads.checkpoints or heads.probe is not None:
                 raise ValueError("heads: applies to backbone.architecture: sequence_classifier only; leave it out")
@@ -501,6 +506,21 @@ class Params(_Section):
         if headless and heads.probe is None:
             raise ValueError(f"heads: {', '.join(headless)} have no head checkpoint (heads.checkpoints.<task>) and there is "
                              "no heads.probe recipe to train one")
+
+    def _causal_lm_tasks(self) -> None:
+        if self.suite.source != "real" or self.suite.kind != "text":
+            raise ValueError("backbone.architecture: causal_lm reads real text tasks (suite.source: real, GLUE tasks)")
+        if self.backbone.pretrained is None:
+            raise ValueError("backbone.pretrained: a causal LM's folder or hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct)")
+        for task, definition in self.suite.real_tasks().items():
+            if glue_task_of(definition) is None:
+                raise ValueError(f"suite.datasets.{task}: a causal LM classifies by a task's prompt and label words, "
+                                 f"known for the GLUE tasks ({', '.join(GLUE_TASKS)}, or a local copy: "
+                                 "{task: NAME, kind: disk, path: ...}); this definition is not one")
+        brought = [task for task, block in self.finetune.items() if block.checkpoint is not None]
+        if brought:
+            raise ValueError(f"finetune.{brought[0]}.checkpoint: a causal LM's full experts are trained here; "
+                             "bringing them is not supported")
 
     def _blocks_and_routes(self) -> Params:
         for task in self.finetune:

@@ -17,12 +17,13 @@ from mergeflow.params import load_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = sorted((ROOT / "profiles" / "paper").glob("*.yaml"))
-TASKS = {"tall8": 8, "tall14": 14, "tall20": 20, "tr_vision5": 5, "glue7_real": 7}
+TASKS = {"tall8": 8, "tall14": 14, "tall20": 20, "tr_vision5": 5, "glue7_real": 7, "glue5_real": 5}
 
 
 def test_the_paper_profiles_exist() -> None:
     assert {p.stem for p in PAPER} == {"vit-b-32-tall8", "vit-b-32-tall14", "vit-b-32-tall20", "vit-b-16-tall8",
-                                       "vit-l-14-tall8", "vit-b-16-lora", "glue7-minilm", "roberta-glue7", "gpt2-glue7"}
+                                       "vit-l-14-tall8", "vit-b-16-lora", "glue7-minilm", "roberta-glue7", "gpt2-glue7",
+                                       "qwen2.5-0.5b-lora-glue5"}
 
 
 @pytest.mark.parametrize("profile", PAPER, ids=lambda p: p.stem)
@@ -34,6 +35,9 @@ def test_a_paper_profile_validates_and_dvc_plans_its_stages(profile: Path, tmp_p
     assert params.suite.source == "real" and len(params.suite.tasks) == TASKS[params.suite.name]
     if params.suite.kind == "vision":  # OpenAI's CLIP towers, as the papers use them
         assert params.backbone.pretrained == "openai" and params.backbone.model.endswith("-quickgelu")
+    elif params.backbone.architecture == "causal_lm":  # TR-Merging's Qwen2.5 LoRA setting, label-word heads
+        assert params.backbone.pretrained == "Qwen/Qwen2.5-0.5B-Instruct" and params.lora.adapter.rank == 8
+        assert params.lora.settings("task_arithmetic")["scale"] == 0.3 and params.lora.train.lr == 1e-4
     elif params.backbone.architecture == "sequence_classifier":  # AdaRank's GLUE experts, each with its own head
         assert params.backbone.pretrained is not None and params.suite.max_tokens == 128
         assert set(params.heads.checkpoints) == set(params.suite.tasks) and params.backbone.frozen_in_merging

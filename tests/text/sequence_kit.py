@@ -98,3 +98,39 @@ def tiny_expert(base: Path, folder: Path, num_labels: int, seed: int, scale: flo
         if (base / name).exists():
             (folder / name).write_bytes((base / name).read_bytes())
     return model.eval()
+
+
+LABEL_WORDS = ("negative", "positive", "no", "yes", "True", "False", "Neither")  # every GLUE task's, as one token each
+
+
+def tiny_causal_lm(folder: Path, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A tiny random ``Qwen2ForCausalLM`` (tied embeddings, as Qwen2.5-0.5B) and a byte-level BPE tokenizer in Qwen2's
+    ``vocab.json`` + ``merges.txt`` format whose merges spell each GLUE label word, with its leading space, as one
+    token (Qwen's real vocabulary does too), saved to ``folder``."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+
+    space = byte_symbols()[ord(" ")]
+    merges: list[tuple[str, str]] = []
+    for word in LABEL_WORDS:
+        symbols = [space, *word]
+        for end in range(1, len(symbols)):
+            pair = ("".join(symbols[:end]), symbols[end])
+            if pair not in merges:
+                merges.append(pair)
+    tokens = [*byte_symbols(), *dict.fromkeys(left + right for left, right in merges), "<|endoftext|>"]
+    files = folder.parent / f".{folder.name}-tokenizer-files"
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
+    (files / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
+    tokenizer = Qwen2Tokenizer(str(files / "vocab.json"), str(files / "merges.txt"), pad_token="<|endoftext|>",
+                               eos_token="<|endoftext|>", unk_token=None, bos_token=None)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = Qwen2Config(vocab_size=len(tokens), hidden_size=SIZE["hidden"], intermediate_size=SIZE["mlp"],
+                         num_hidden_layers=SIZE["layers"], num_attention_heads=SIZE["heads"], num_key_value_heads=1,
+                         max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=eos, eos_token_id=eos,
+                         bos_token_id=None)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer

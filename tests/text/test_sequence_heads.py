@@ -86,3 +86,16 @@ def test_the_tiny_profiles_validate_and_the_mistakes_are_named() -> None:
     vision["heads"]["probe"] = _profile("tiny_glue_roberta.yaml")["heads"]["probe"]
     with pytest.raises(MergeflowError, match="heads: applies to backbone.architecture: sequence_classifier only"):
         parse_params(vision)
+
+
+def test_a_causal_lm_needs_glue_tasks_and_trains_its_experts() -> None:
+    assert load_params(ROOT / "profiles" / "tiny_glue_qwen.yaml").backbone.architecture == "causal_lm"
+    raw = _profile("tiny_glue_qwen.yaml")
+    raw["finetune"]["sst2"] = {"checkpoint": "real_models/qwen/sst2"}
+    with pytest.raises(MergeflowError, match=r"finetune\.sst2\.checkpoint: a causal LM's full experts are trained here"):
+        parse_params(raw)
+    raw = _profile("tiny_glue_qwen.yaml")
+    raw["suite"]["datasets"]["sst2"] = {"kind": "disk", "path": "real_data/reviews", "text_columns": ["text"],
+                                        "label_column": "label", "test_split": "test"}
+    with pytest.raises(MergeflowError, match=r"suite\.datasets\.sst2: a causal LM classifies by a task's prompt"):
+        parse_params(raw)

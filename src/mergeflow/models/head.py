@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mergeflow.errors import MergeflowError
+
 Head: TypeAlias = torch.Tensor | nn.Module
 
 
@@ -38,3 +40,14 @@ def frozen_head(head: Head, device: torch.device) -> Head:
     if isinstance(head, torch.Tensor):
         return head.detach().to(device)
     return head.to(device).requires_grad_(False)
+
+
+def linear_head(state: dict[str, torch.Tensor]) -> nn.Linear:
+    """A stored linear head (``weight``, optional ``bias``: a causal LM's label-word rows,
+    ``language.causal_lm.label_word_head``) back as its frozen layer."""
+    if "weight" not in state or state["weight"].ndim != 2 or set(state) - {"weight", "bias"}:
+        raise MergeflowError(f"a label-word head holds `weight` (classes, D) and optionally `bias`, got {sorted(state)}")
+    classes, width = state["weight"].shape
+    head = nn.Linear(int(width), int(classes), bias="bias" in state, dtype=state["weight"].dtype)
+    head.load_state_dict(state, strict=True)
+    return head.eval().requires_grad_(False)

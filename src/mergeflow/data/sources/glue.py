@@ -11,7 +11,7 @@ class names come from the dataset's ClassLabel and are checked against this tabl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,12 @@ class GlueTask:
             values[column] = text if text.endswith(".") else text + "."
         return self.prompt.format(**values)
 
+    def render_texts(self, texts: Sequence[str]) -> str:
+        """The prompt for one row given as its text columns' values, in ``text_columns`` order."""
+        if len(texts) != len(self.text_columns):
+            raise MergeflowError(f"GLUE {self.name}: {len(texts)} texts for the columns {list(self.text_columns)}")
+        return self.render(dict(zip(self.text_columns, texts, strict=True)))
+
 
 def _task(name: str, columns: tuple[str, ...], classes: tuple[str, ...], words: tuple[str, ...], prompt: str,
           train: int, test: int, **extra: Any) -> GlueTask:
@@ -101,6 +107,15 @@ def glue_task(name: str) -> GlueTask:
         return GLUE_TASKS[name]
     except KeyError:
         raise MergeflowError(f"unknown GLUE task {name!r}; known: {', '.join(GLUE_TASKS)}") from None
+
+
+def glue_task_of(definition: RealTask) -> GlueTask | None:
+    """The GLUE task a suite's task definition is (by name, text columns and classes: a published task or a local
+    copy of one), or None: what says whether its prompt and label words apply."""
+    glue = GLUE_TASKS.get(definition.paper_name)
+    if glue is None or definition.reference.text_columns != glue.text_columns or definition.class_names != glue.class_names:
+        return None
+    return glue
 
 
 def validation_size(train_size: int) -> int:
