@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,10 +39,11 @@ def load_causal_lm(source: str | os.PathLike[str], dtype: torch.dtype = torch.fl
     where = resolve_source(source)
     try:
         with quiet_transformers():
-            model, info = AutoModelForCausalLM.from_pretrained(where, output_loading_info=True, dtype=dtype)
+            loaded: Any = AutoModelForCausalLM.from_pretrained(where, output_loading_info=True, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise MergeflowError(f"causal LM {where!r} could not be loaded ({str(exc).splitlines()[0]}); a hub id needs "
                              "network access or the local cache (HF_HUB_OFFLINE=1), or give a local folder") from exc
+    model, info = loaded  # (model, loading info): transformers types the call as a model only
     missing = sorted(info.get("missing_keys", ()))
     if missing:
         raise MergeflowError(f"causal LM {where!r}: the checkpoint lacks {missing[:5]}; those weights would stay random")
