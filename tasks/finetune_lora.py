@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from mergeflow.lora.adapters import LoraSpec, add_lora, save_adapter
+from torch import nn
+
+from mergeflow.lora.adapters import LoraSpec, add_lora, save_adapter, write_adapter
 from mergeflow.params import Params
 from mergeflow.seeding import seed_everything
 from mergeflow.training.finetune import finetune_encoder
@@ -28,12 +30,27 @@ def build(args: argparse.Namespace, params: Params) -> None:
 
         targets = mlp_lora_targets(classifier.encoder)
     spec = LoraSpec(adapter.rank, adapter.alpha, adapter.dropout, targets)
+    checkpoint = params.lora.checkpoints.get(args.item)
+    if checkpoint is not None:
+        bring_adapter(args.item, checkpoint, classifier.encoder, spec)
+        return
     seed_everything(train.seed)  # LoRA A is initialised randomly at injection
     add_lora(classifier.encoder, spec)
     losses = finetune_encoder(classifier, images, labels, OptimConfig(**train.model_dump()), description=f"finetune_lora {args.item}",
                               device=device, autocast=autocast)
     print(f"finetune_lora {args.item}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
     save_adapter(lora_adapter_dir(args.item), classifier.encoder.cpu(), spec)
+
+
+def bring_adapter(task: str, checkpoint: str, encoder: nn.Module, spec: LoraSpec) -> None:
+    """lora.checkpoints.<task>: a peft adapter folder, checked to fit the base encoder and lora.adapter, stored as the
+    task's expert (no training). The target list is the adapter's own layers, so serving adapts exactly those."""
+    from mergeflow.language.peft_experts import fit_to_encoder, read_lora_expert
+
+    expert = read_lora_expert(checkpoint, name=task)
+    state = fit_to_encoder(expert, encoder, spec.rank, spec.scaling)
+    write_adapter(lora_adapter_dir(task), state, spec)
+    print(f"finetune_lora {task}: brought the peft adapter {checkpoint} ({len(expert.factors)} layers), not trained")
 
 
 if __name__ == "__main__":

@@ -379,13 +379,14 @@ class LoraParams(_Section):
     adapter: LoraAdapterParams
     train: OptimParams
     methods: list[str]  # may be empty: a backbone without LoRA-served layers (GPT-2's Conv1D MLPs) runs none
+    checkpoints: dict[str, str] = Field(default_factory=dict)  # task -> peft adapter folder brought instead of trained
     batch_size: PositiveInt
     blocks: dict[str, dict[str, Any]]  # per method: what params.yaml sets (declarations/lora.py holds the rest)
 
     @model_validator(mode="before")
     @classmethod
     def _split_blocks(cls, raw: object) -> object:
-        return _declared_blocks(raw, ("adapter", "train", "methods", "batch_size"), lora_declaration)
+        return _declared_blocks(raw, ("adapter", "train", "methods", "batch_size", "checkpoints"), lora_declaration)
 
     def settings(self, method: str) -> dict[str, Any]:
         """Every hyperparameter of ``method``, declared defaults filled in (whether or not it is in lora.methods:
@@ -530,6 +531,9 @@ class Params(_Section):
             if task not in self.finetune:
                 raise ValueError(f"finetune.{task}: missing; every task in suite.tasks needs its fine-tuning block")
         self._heads_have_a_source()
+        for task in self.lora.checkpoints:
+            if task not in self.suite.tasks:
+                raise ValueError(f"lora.checkpoints.{task}: not a task of suite.tasks ({', '.join(self.suite.tasks)})")
         self._route_names_are_merged()
         self._merges_are_meaningful()
         self._sizes_fit_the_data()

@@ -134,3 +134,19 @@ def tiny_causal_lm(folder: Path, seed: int = 0) -> tuple[PreTrainedModel, PreTra
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return model, tokenizer
+
+
+def tiny_peft_adapter(base: Path, folder: Path, targets: tuple[str, ...], rank: int, alpha: float, seed: int) -> None:
+    """A peft LoRA adapter of the causal LM at ``base`` saved as ``PeftModel.save_pretrained`` writes it, its B factors
+    moved off zero (a trained adapter's) so it changes the model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.1, target_modules=list(targets)))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+    model.save_pretrained(folder)

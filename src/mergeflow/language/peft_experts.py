@@ -130,3 +130,26 @@ def task_arithmetic_lora(model: nn.Module, experts: Sequence[LoraExpert], coeffi
         with torch.no_grad():
             weight.copy_((weight.float() + delta.to(weight.device)).to(weight.dtype))
     return merged
+
+
+def fit_to_encoder(expert: LoraExpert, encoder: nn.Module, spec_rank: int, spec_scaling: float) -> dict[str, torch.Tensor]:
+    """A brought adapter as the pipeline's own adapter state of ``encoder`` (keys ``<layer>.lora_A.weight``, relative
+    to the encoder, whose module paths are the Hugging Face model's): every adapted layer must be one of the
+    encoder's linear layers with matching shapes, and the rank and scaling those of ``lora.adapter``, since the LoRA
+    methods stack every task's factors into one bank."""
+    if expert.rank != spec_rank or not math.isclose(expert.scaling, spec_scaling, rel_tol=1e-9):
+        raise MergeflowError(f"LoRA expert {expert.name!r}: rank {expert.rank}, scaling {expert.scaling:g}; lora.adapter "
+                             f"has rank {spec_rank}, scaling {spec_scaling:g}: every task's expert needs the same")
+    modules = dict(encoder.named_modules())
+    state = {}
+    for layer, (a, b) in expert.factors.items():
+        module = modules.get(layer)
+        if not isinstance(module, nn.Linear):
+            raise MergeflowError(f"LoRA expert {expert.name!r}: {layer!r} is not a linear layer of the base model "
+                                 f"(found {type(module).__name__ if module is not None else 'nothing'}); was it trained on "
+                                 "backbone.pretrained?")
+        if a.shape[1] != module.in_features or b.shape[0] != module.out_features:
+            raise MergeflowError(f"LoRA expert {expert.name!r}: {layer} factors A {tuple(a.shape)}, B {tuple(b.shape)} do not "
+                                 f"fit its ({module.out_features}, {module.in_features}) weight")
+        state[f"{layer}.lora_A.weight"], state[f"{layer}.lora_B.weight"] = a.float(), b.float()
+    return state

@@ -75,8 +75,13 @@ def lora_factors(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor
 
 def save_adapter(directory: str | os.PathLike[str], module: nn.Module, spec: LoraSpec) -> None:
     """peft's on-disk format: the config as JSON and the adapter weights as safetensors (each written atomically)."""
+    write_adapter(directory, lora_state(module), spec)
+
+
+def write_adapter(directory: str | os.PathLike[str], state: dict[str, torch.Tensor], spec: LoraSpec) -> None:
+    """An adapter state (keys ``<layer>.lora_A.weight`` / ``.lora_B.weight`` relative to the encoder) in peft's format."""
     folder = Path(directory)
-    save_tensors(folder / WEIGHTS_NAME, {key: value.contiguous() for key, value in lora_state(module).items()})
+    save_tensors(folder / WEIGHTS_NAME, {key: value.contiguous() for key, value in state.items()})
     config = spec.config().to_dict()
     config["target_modules"] = sorted(config["target_modules"])
     with atomic_path(folder / CONFIG_NAME) as tmp:
