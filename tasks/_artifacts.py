@@ -52,14 +52,19 @@ def _real_split(task: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A real task's split decoded for the base model (its open_clip name from the base file's metadata)."""
     from mergeflow.data.real_images import load_manifest_images
     from mergeflow.data.real_manifest import read_manifest
-    from mergeflow.statedict.lazy import LazySafetensors
-
-    with LazySafetensors(BASE_MODEL) as lazy:
-        model_name = lazy.metadata.get("open_clip_model")
+    model_name = base_file_metadata().get("open_clip_model")
     if model_name is None:
         raise MergeflowError(f"{BASE_MODEL}: no open_clip model name in its metadata; rerun `pretrain`")
     manifest = read_manifest(split_path(task, split))
     return load_manifest_images(manifest, model_name, manifest.cache_dir)
+
+
+def base_file_metadata() -> dict[str, str]:
+    """theta_0's file metadata (its open_clip name, or a Hugging Face model's config and token ids), header only."""
+    from mergeflow.statedict.lazy import LazySafetensors
+
+    with LazySafetensors(BASE_MODEL) as lazy:
+        return dict(lazy.metadata)
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,11 +118,8 @@ def load_head(task: str) -> Head:
     if metadata.get("head_kind") != "sequence":
         return tensors["head"]
     from mergeflow.models.sequence_encoder import head_from_metadata
-    from mergeflow.statedict.lazy import LazySafetensors
 
-    with LazySafetensors(BASE_MODEL) as lazy:
-        base_metadata = dict(lazy.metadata)
-    return head_from_metadata(base_metadata, int(metadata["num_labels"]), state=tensors)
+    return head_from_metadata(base_file_metadata(), int(metadata["num_labels"]), state=tensors)
 
 
 def classifier_for(params: Params, task: str, encoder_state: dict[str, torch.Tensor] | None = None) -> ImageClassifier | TextClassifier:

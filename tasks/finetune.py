@@ -11,7 +11,7 @@ import torch
 from mergeflow.params import Params
 from mergeflow.runtime.device import to_cpu
 from mergeflow.statedict.io import save_tensors
-from mergeflow.statedict.task_vectors import check_compatible, task_vector, without_frozen
+from mergeflow.statedict.task_vectors import task_vector, without_frozen
 from mergeflow.training.finetune import finetune_encoder
 from mergeflow.training.loop import OptimConfig
 from tasks._artifacts import classifier_for, load_split_tensors
@@ -30,7 +30,9 @@ def build(args: argparse.Namespace, params: Params) -> None:
         expert = brought_expert(args.item, checkpoint)
     else:
         expert = trained_expert(params, args.item)
-    tau = task_vector(expert, load_base_visual(), expert_name=f"the expert of {args.item}")
+    # task_vector checks the expert against the base's keys, shapes and dtypes (a brought one's error names its source)
+    origin = f"finetune.{args.item}.checkpoint {checkpoint}" if checkpoint is not None else f"the expert of {args.item}"
+    tau = task_vector(expert, load_base_visual(), expert_name=origin)
     if params.backbone.frozen_in_merging:  # checked before anything is written
         kept = without_frozen(tau, params.backbone.frozen_in_merging)
         print(f"task vector {args.item}: {len(tau) - len(kept)} entries frozen at theta_0 (backbone.frozen_in_merging)")
@@ -62,12 +64,11 @@ def brought_expert(task: str, checkpoint: str) -> dict[str, torch.Tensor]:
 
 
 def brought_sequence_classifier(task: str, checkpoint: str) -> dict[str, torch.Tensor]:
-    """A fine-tuned ``AutoModelForSequenceClassification``'s body (its head is the heads stage's business), checked to
-    have the base body's keys, shapes and dtypes."""
+    """A fine-tuned ``AutoModelForSequenceClassification``'s body (its head is the heads stage's business); ``build``
+    checks it against the base body."""
     from mergeflow.language.sequence_classifiers import load_sequence_classifier, split_state
 
     body, _, _ = split_state(load_sequence_classifier(checkpoint))
-    check_compatible(load_base_visual(), body, f"finetune.{task}.checkpoint {checkpoint}")
     print(f"finetune {task}: brought sequence classifier {checkpoint} ({len(body)} body tensors), not trained")
     return body
 

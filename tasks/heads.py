@@ -17,7 +17,7 @@ from mergeflow.models.sequence_encoder import SequenceHead, head_from_metadata
 from mergeflow.models.text_heads import prototype_head
 from mergeflow.params import Params
 from mergeflow.statedict.io import save_tensors
-from tasks._artifacts import base_encoder, is_text, load_split_tensors
+from tasks._artifacts import base_encoder, base_file_metadata, is_text, load_split_tensors
 from tasks._paths import BASE_MODEL, head_path, split_path
 from tasks._runtime import stage_runtime
 from tasks._stage import run_stage
@@ -77,12 +77,10 @@ def sequence_heads(params: Params) -> dict[str, tuple[SequenceHead, list[str], s
     frozen base body's features of the train split with ``heads.probe``."""
     from mergeflow.language.sequence_classifiers import load_sequence_classifier, split_state
     from mergeflow.routing.features import extract_features
-    from mergeflow.statedict.lazy import LazySafetensors
     from mergeflow.training.loop import OptimConfig
     from mergeflow.training.probe import train_probe
 
-    with LazySafetensors(BASE_MODEL) as lazy:
-        metadata = dict(lazy.metadata)
+    metadata = base_file_metadata()
     device, autocast = stage_runtime(params)
     encoder = None
     heads = {}
@@ -133,20 +131,15 @@ def label_word_heads(params: Params) -> dict[str, tuple[torch.nn.Linear, list[st
 
 def build(args: argparse.Namespace, params: Params) -> None:
     if params.backbone.architecture == "causal_lm":
-        words_heads = label_word_heads(params)
-        for task, (layer, names, words, ids) in words_heads.items():  # written once all are computed
-            save_tensors(head_path(task), {k: v.contiguous() for k, v in layer.state_dict().items()},
-                         metadata={"task": task, "classes": "|".join(names), "head_kind": "label_words",
-                                   "label_words": "|".join(words), "token_ids": ",".join(map(str, ids))})
-            print(f"head {task}: label words {words} (tokens {ids}) of the LM head")
+        _save_modules({task: (layer, {"task": task, "classes": "|".join(names), "head_kind": "label_words",
+                                      "label_words": "|".join(words), "token_ids": ",".join(map(str, ids))},
+                              f"label words {words} (tokens {ids}) of the LM head")
+                       for task, (layer, names, words, ids) in label_word_heads(params).items()})
         return
     if is_text(params) and params.backbone.architecture == "sequence_classifier":
-        computed = sequence_heads(params)
-        for task, (head, names, origin) in computed.items():  # written once all are computed
-            save_tensors(head_path(task), {k: v.contiguous() for k, v in head.state_dict().items()},
-                         metadata={"task": task, "classes": "|".join(names), "head_kind": "sequence",
-                                   "num_labels": str(len(names)), "origin": origin})
-            print(f"head {task}: {len(names)} classes, {origin}")
+        _save_modules({task: (head, {"task": task, "classes": "|".join(names), "head_kind": "sequence",
+                                     "num_labels": str(len(names)), "origin": origin}, f"{len(names)} classes, {origin}")
+                       for task, (head, names, origin) in sequence_heads(params).items()})
         return
     if is_text(params) or params.suite.source == "real":
         heads = text_heads(params) if is_text(params) else real_heads(params)
@@ -156,6 +149,14 @@ def build(args: argparse.Namespace, params: Params) -> None:
     tokenizer = clip_tokenizer(params.backbone.model)
     specs = [_image_spec(params, task) for task in params.suite.tasks]
     _save(params, {spec.name: zero_shot_head(clip, tokenizer, spec.class_names, spec.templates) for spec in specs})
+
+
+def _save_modules(heads: dict[str, tuple[torch.nn.Module, dict[str, str], str]]) -> None:
+    """Head modules (their state dicts, with metadata saying how ``load_head`` rebuilds them), written once all are
+    computed."""
+    for task, (module, metadata, summary) in heads.items():
+        save_tensors(head_path(task), {k: v.contiguous() for k, v in module.state_dict().items()}, metadata=metadata)
+        print(f"head {task}: {summary}")
 
 
 def _save(params: Params, heads: dict[str, torch.Tensor], class_names: dict[str, list[str]] | None = None) -> None:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mergeflow.errors import MergeflowError
 from mergeflow.language.label_words import encode_prompt, encode_words
-from mergeflow.language.sequence_classifiers import resolve_source
-from mergeflow.models.text_backbone import quiet_transformers
+from mergeflow.language.sequence_classifiers import from_pretrained_with_info, resolve_source
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -37,13 +36,7 @@ def load_causal_lm(source: str | os.PathLike[str], dtype: torch.dtype = torch.fl
     from transformers import AutoModelForCausalLM
 
     where = resolve_source(source)
-    try:
-        with quiet_transformers():
-            loaded: Any = AutoModelForCausalLM.from_pretrained(where, output_loading_info=True, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise MergeflowError(f"causal LM {where!r} could not be loaded ({str(exc).splitlines()[0]}); a hub id needs "
-                             "network access or the local cache (HF_HUB_OFFLINE=1), or give a local folder") from exc
-    model, info = loaded  # (model, loading info): transformers types the call as a model only
+    model, info = from_pretrained_with_info(AutoModelForCausalLM, where, dtype, "causal LM")
     missing = sorted(info.get("missing_keys", ()))
     if missing:
         raise MergeflowError(f"causal LM {where!r}: the checkpoint lacks {missing[:5]}; those weights would stay random")

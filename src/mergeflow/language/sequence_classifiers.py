@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -81,6 +81,17 @@ def resolve_source(source: str | os.PathLike[str]) -> str:
     return text
 
 
+def from_pretrained_with_info(auto_class: Any, where: str, dtype: torch.dtype, what: str) -> tuple[Any, dict[str, Any]]:
+    """(model, loading info) of ``auto_class.from_pretrained``, quietly; a load failure is one readable error."""
+    try:
+        with quiet_transformers():
+            model, info = auto_class.from_pretrained(where, output_loading_info=True, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise MergeflowError(f"{what} {where!r} could not be loaded ({str(exc).splitlines()[0]}); a hub id needs network "
+                             "access or the local cache (HF_HUB_OFFLINE=1), or give a local folder") from exc
+    return model, info
+
+
 def load_sequence_classifier(source: str | os.PathLike[str], *, head_required: bool = True,
                              dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """``AutoModelForSequenceClassification`` from a local folder or a hub id, in eval mode and in ``dtype``.
@@ -92,12 +103,7 @@ def load_sequence_classifier(source: str | os.PathLike[str], *, head_required: b
     from transformers import AutoModelForSequenceClassification
 
     where = resolve_source(source)
-    try:
-        with quiet_transformers():
-            model, info = AutoModelForSequenceClassification.from_pretrained(where, output_loading_info=True, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise MergeflowError(f"sequence classifier {where!r} could not be loaded ({str(exc).splitlines()[0]}); "
-                             "a hub id needs network access or the local cache (HF_HUB_OFFLINE=1), or give a local folder") from exc
+    model, info = from_pretrained_with_info(AutoModelForSequenceClassification, where, dtype, "sequence classifier")
     prefixes = head_prefixes(model)
     missing = sorted(info.get("missing_keys", ()))
     if not head_required:
