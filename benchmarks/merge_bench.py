@@ -2,7 +2,8 @@
 
 Not a test. It writes T experts shaped like an open_clip image encoder to disk (float32, random task vectors
 of realistic size), then runs every method in a fresh subprocess (so one method's memory never hides
-another's: peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``) and prints
+another's: peak RSS is the child's own ``ru_maxrss``, taken by a small trampoline process, see
+``PEAK_TRAMPOLINE``) and prints
 
     method | wall s | peak RSS MB | x read | x read+write | passes
 
@@ -181,16 +182,42 @@ def _count_reads() -> None:
 
 def _measure(spec: dict[str, object]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MB, passes over the experts) of one step in a fresh interpreter."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"{spec['method']} failed:\n{stderr}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return result["wall"], usage.ru_maxrss / 1024, result["passes"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        _, peak, returncode = _spawn_measured([sys.executable, __file__, "--child", json.dumps(spec)], out, err, dict(os.environ))
+        out.seek(0)
+        err.seek(0)
+        if returncode != 0:
+            raise SystemExit(f"{spec['method']} failed:\n{err.read()}")
+        result = json.loads(out.read().strip().splitlines()[-1])
+    return result["wall"], peak, result["passes"]
+
+
+# Started first, by this (large) process; it starts the measured command and reports that child's own wall time and
+# ru_maxrss. Measuring the command as our direct child would be wrong: Linux carries the peak RSS of the process that
+# forked over exec (``ru_maxrss`` of a child of a 3 GB parent is >= 3 GB, whatever the child does). The trampoline's
+# own footprint (~15 MB) is what its child inherits instead.
+PEAK_TRAMPOLINE = (
+    "import json, os, subprocess, sys, time\n"
+    "start = time.perf_counter()\n"
+    "process = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(process.pid, 0)\n"
+    "wall = time.perf_counter() - start\n"
+    "with open(sys.argv[1], 'w') as report:\n"
+    "    json.dump({'wall': wall, 'peak_kb': usage.ru_maxrss, 'exit': os.waitstatus_to_exitcode(status)}, report)\n"
+)
+
+
+def _spawn_measured(command: list[str], out: Any, err: Any, env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, exit code) of ``command`` run through ``PEAK_TRAMPOLINE``; output to files, not
+    pipes, so the child never blocks on a full pipe (FusionBench prints a line per key)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        trampoline = subprocess.run([sys.executable, "-c", PEAK_TRAMPOLINE, str(report), *command], stdout=out, stderr=err,
+                                    env=env, check=False)
+        if not report.exists():
+            raise SystemExit(f"the measuring trampoline failed (exit {trampoline.returncode})")
+        result = json.loads(report.read_text())
+    return result["wall"], result["peak_kb"] / 1024, result["exit"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,21 +309,14 @@ def _thread_env(threads: int, keep_pythonpath: bool) -> dict[str, str]:
 
 
 def _run_process(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of one whole process, start-up included (``/usr/bin/time``'s view).
-
-    Output goes to files, not pipes, so the child is reaped by ``os.wait4`` (its own ru_maxrss) and never blocks
-    on a full pipe (FusionBench prints a line per key)."""
+    """(wall seconds, peak RSS MB, stdout) of one whole process, start-up included (``/usr/bin/time``'s view)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        wall, peak, returncode = _spawn_measured(command, out, err, env)
         out.seek(0)
         err.seek(0)
-        if process.returncode != 0:
-            raise ProcessFailed(f"{' '.join(command[:4])} ... failed (exit {process.returncode}):\n{err.read()[-4000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        if returncode != 0:
+            raise ProcessFailed(f"{' '.join(command[:4])} ... failed (exit {returncode}):\n{err.read()[-4000:]}")
+        return wall, peak, out.read()
 
 
 class ProcessFailed(SystemExit):
@@ -425,7 +445,7 @@ def _write_against_results(args: argparse.Namespace, methods: list[str], base: P
         f"load average (1 min) {load_before[0]:.1f} before the table, {load_after[0]:.1f} after it (this benchmark's own "
         "processes count in both: the experts were just written, and each merge uses --threads cores)",
         "whole processes (start-up, reading, merging, writing the output), one run each, the order alternating; "
-        "peak RSS = the child's ru_maxrss (os.wait4); 'FB merge s' = FusionBench's run(modelpool) alone; "
+        "peak RSS = the child's ru_maxrss (via a trampoline: see PEAK_TRAMPOLINE); 'FB merge s' = FusionBench's run(modelpool) alone; "
         "mergeflow = the `mergeflow merge` CLI; agreement compares the two outputs key by key "
         "(tall_ta: FusionBench's mask inferred as retrieved model != theta_0)",
         "",

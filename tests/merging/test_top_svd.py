@@ -108,3 +108,33 @@ def test_svd_is_declared_for_the_low_rank_methods_only() -> None:
         check_meaningful("cart", 8, {"rank": 0.0, "svd": "lowrank"})
     with pytest.raises(MergeflowError, match="svd must be one of"):
         tsv_m(_task_vectors(1e-3), svd="fast")
+
+
+@pytest.mark.parametrize(("rows", "cols", "kept"), [(48, 20, 5), (30, 30, 7), (64, 16, 1)])
+def test_exact_top_components_equal_the_thin_svd(rows: int, cols: int, kept: int) -> None:
+    """``exact`` with k < r (the float64 Gram path) gives the thin SVD's top k values and rank-k reconstruction
+    to float32 rounding, on a decaying spectrum without a gap at k."""
+    generator = _generator(3)
+    stack = torch.randn(4, rows, cols, generator=generator) * torch.logspace(0, -2, cols)
+    left, values, right = top_svd(stack, kept, "exact")
+    assert left.dtype == values.dtype == right.dtype == torch.float32
+    ref_left, ref_values, ref_right = torch.linalg.svd(stack.to(F64), full_matrices=False)
+    assert torch.allclose(values.to(F64), ref_values[:, :kept], rtol=1e-6, atol=0)
+    ours = (left.to(F64) * values.to(F64)[:, None, :]) @ right.to(F64)
+    reference = (ref_left[:, :, :kept] * ref_values[:, None, :kept]) @ ref_right[:, :kept]
+    assert float((ours - reference).abs().max()) <= 1e-6 * float(reference.abs().max())
+    orthogonality = left.to(F64).mT @ left.to(F64) - torch.eye(kept, dtype=F64)
+    assert float(orthogonality.abs().max()) < 1e-5
+
+
+def test_exact_top_components_of_a_rank_deficient_matrix_come_from_the_thin_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept spectrum reaching zero (rank 2, k = 3) would divide by ~0 on the Gram path: the thin SVD decides."""
+    generator = _generator(4)
+    stack = torch.randn(2, 40, 2, generator=generator) @ torch.randn(2, 2, 12, generator=generator)
+    calls: list[int] = []
+    thin_svd = top_svd_module.thin_svd
+    monkeypatch.setattr(top_svd_module, "thin_svd", lambda matrix: calls.append(1) or thin_svd(matrix))
+    left, values, right = top_svd(stack, 3, "exact")
+    assert calls == [1] and bool(torch.isfinite(left).all())
+    reference = torch.linalg.svd(stack, full_matrices=False)
+    assert torch.equal(values, reference.S[:, :3])

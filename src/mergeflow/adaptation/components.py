@@ -124,7 +124,7 @@ def tsv_blocks(stack: Tensor, per_task: int) -> tuple[Tensor, Tensor, Tensor, Te
     if per_task == 0:
         left, values, right = thin_svd(stack)
         return left.new_zeros(num_tasks, rows, 0), right.new_zeros(num_tasks, 0, cols), left, values, right
-    orthogonal_left, _, orthogonal_right, (left, values, right) = tsv_orthogonal_factors(stack, per_task)
+    orthogonal_left, _, orthogonal_right, (left, values, right) = tsv_orthogonal_factors(stack, per_task, every_component=True)
     used = num_tasks * per_task
     blocks_left = orthogonal_left[:, :used].reshape(rows, num_tasks, per_task).permute(1, 0, 2)
     blocks_right = orthogonal_right[:used].reshape(num_tasks, per_task, cols)

@@ -9,6 +9,7 @@ from mergeflow.merging.common import StateDict, TaskVectors
 from mergeflow.merging.plan import KeyVectors, MergePlan, as_delta, in_memory
 from mergeflow.merging.predicates import KeyPredicate, is_tsv_iso_matrix
 from mergeflow.merging.spectral import polar_factor, spectral_plan, thin_svd
+from mergeflow.merging.top_svd import top_svd
 from mergeflow.runtime.device import CPU
 
 
@@ -94,11 +95,11 @@ def iso_cts_blocks(
         else:
             basis = left[:, :num_common]
             residual = stack - basis @ (basis.mT @ stack)
-        task_left, task_values, task_right = thin_svd(residual)
+        task_left, task_values, task_right = top_svd(residual, per_task)  # each residual's top per_task, exactly
         used = num_tasks * per_task
-        left_parts.append(task_left[:, :, :per_task].permute(1, 0, 2).reshape(rows, used))
-        value_parts.append(task_values[:, :per_task].reshape(used))
-        right_parts.append(task_right[:, :per_task, :].reshape(used, cols))
+        left_parts.append(task_left.permute(1, 0, 2).reshape(rows, used))
+        value_parts.append(task_values.reshape(used))
+        right_parts.append(task_right.reshape(used, cols))
     left_parts.append(left[:, :num_common])
     value_parts.append(values[:num_common])
     right_parts.append(right[:num_common])

@@ -2,7 +2,8 @@
 
 TSV-M (r/T per task) and CART (rank * r per centred task vector) only use each matrix's top k components, so a
 randomized range finder (Halko, Martinsson & Tropp 2011, Alg. 5.1: ``torch.svd_lowrank``) can replace the full
-decomposition. ``exact`` is the thin SVD sliced, exactly what these methods computed before the option existed.
+decomposition. ``exact`` is exact: the thin SVD sliced, or, when only some of the components are kept, the
+eigendecomposition of the float64 Gram matrix (below), which gives the same components at half the cost.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from mergeflow.merging.spectral import thin_svd
 LOWRANK_OVERSAMPLE = 10
 LOWRANK_NITER = 4
 LOWRANK_SEED = 0
+
+# ``exact`` with k < r: the top k components from the eigendecomposition of the float64 Gram matrix A^T A (n x n for a
+# tall (m, n) matrix), u_i = A v_i / s_i. At 8 x (3072, 768) it takes 0.6 s against 1.5 s for the batched float32
+# thin SVD (2 cores). In float64 the squared spectrum costs nothing that matters: s_i^2 carries an absolute error of
+# ~1e-16 s_1^2, so s_i is exact to ~1e-16 (s_1/s_i)^2 relatively, below float32's rounding (6e-8) for every
+# s_i > 1e-4 s_1; a matrix whose k-th value is below GRAM_MIN_RATIO * s_1 (or zero) is decomposed by the thin SVD.
+GRAM_MIN_RATIO = 1e-4
 
 
 @contextmanager
@@ -45,9 +53,26 @@ def top_svd(stack: torch.Tensor, kept: int, svd: str = "exact") -> tuple[torch.T
     q = min(k + LOWRANK_OVERSAMPLE, n) and LOWRANK_NITER power iterations (docs/methods.md, "svd: lowrank")."""
     svd = check_choice("svd", svd, SVD_CHOICES)
     if svd == "exact":
+        if 0 < kept < min(stack.shape[1:]) and stack.shape[1] >= stack.shape[2]:
+            top = _gram_top_svd(stack, kept)
+            if top is not None:
+                return top
         left, values, right = thin_svd(stack)
         return left[:, :, :kept], values[:, :kept], right[:, :kept, :]
     with _seeded(stack.device):
         left, values, right_columns = torch.svd_lowrank(stack, q=min(kept + LOWRANK_OVERSAMPLE, *stack.shape[1:]),
                                                         niter=LOWRANK_NITER)
     return left[:, :, :kept], values[:, :kept], right_columns[:, :, :kept].mT
+
+
+def _gram_top_svd(stack: torch.Tensor, kept: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The top ``kept`` components of every tall (m >= n) matrix of ``stack`` from its float64 Gram matrix (see
+    ``GRAM_MIN_RATIO``), in the input's dtype; None when some matrix's kept spectrum comes too close to zero."""
+    wide = stack.to(torch.float64)
+    squares, vectors = torch.linalg.eigh(wide.mT @ wide)  # ascending
+    squares, vectors = squares.flip(-1)[:, :kept], vectors.flip(-1)[:, :, :kept]
+    values = squares.clamp_min(0).sqrt()
+    if not bool((values[:, -1] > GRAM_MIN_RATIO * values[:, 0]).all()):
+        return None
+    left = (wide @ vectors) / values[:, None, :]
+    return left.to(stack.dtype), values.to(stack.dtype), vectors.mT.contiguous().to(stack.dtype)

@@ -70,7 +70,7 @@ def tsv_m_plan(
 
 
 def tsv_orthogonal_factors(
-    stack: torch.Tensor, per_task: int, svd: str = "exact"
+    stack: torch.Tensor, per_task: int, svd: str = "exact", *, every_component: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """TSV-M's blocks at one (T, m, n) key (n <= m): (P_U (m, n), values (n,), P_V (n, n), every task's SVD: the
     whole thin SVD with ``svd="exact"``, only its top ``per_task`` components with ``"lowrank"``).
@@ -80,8 +80,8 @@ def tsv_orthogonal_factors(
     AdaRank-TSV-M (``adaptation.components``) slices the same factors per task, so both share this one code path.
     """
     num_tasks, rows, cols = stack.shape
-    # exact keeps every component (AdaRank-TSV-M's tail uses them); lowrank computes only the top per_task
-    left, values, right = top_svd(stack, cols if svd == "exact" else per_task, svd)
+    # AdaRank-TSV-M's tail uses every component; static TSV-M only the top per_task
+    left, values, right = top_svd(stack, cols if every_component else per_task, svd)
     used = num_tasks * per_task
     left_all = torch.zeros(rows, cols, dtype=stack.dtype, device=stack.device)
     values_all = torch.zeros(cols, dtype=stack.dtype, device=stack.device)
