@@ -34,3 +34,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   fi
   echo "$wanted" > "$stamp"
 fi
+# The project's own modules (an editable install: not in site-packages) are compiled too, for the same reason: every
+# stage process imports ~100 of them (measured on this machine: 2.6 s from source, 2.35 s with bytecode, per stage).
+# compileall skips what is up to date, and Python ignores a .pyc whose source changed since.
+.venv/bin/python -m compileall -q src tasks flows > /dev/null
