@@ -182,13 +182,8 @@ def _count_reads() -> None:
 
 def _measure(spec: dict[str, object]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MB, passes over the experts) of one step in a fresh interpreter."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        _, peak, returncode = _spawn_measured([sys.executable, __file__, "--child", json.dumps(spec)], out, err, dict(os.environ))
-        out.seek(0)
-        err.seek(0)
-        if returncode != 0:
-            raise SystemExit(f"{spec['method']} failed:\n{err.read()}")
-        result = json.loads(out.read().strip().splitlines()[-1])
+    _, peak, stdout = _run_process([sys.executable, __file__, "--child", json.dumps(spec)], dict(os.environ))
+    result = json.loads(stdout.strip().splitlines()[-1])
     return result["wall"], peak, result["passes"]
 
 
