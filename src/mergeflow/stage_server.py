@@ -175,7 +175,7 @@ def _connect(folder: Path, key: str) -> socket.socket:
         except OSError:
             path.unlink(missing_ok=True)  # a server that died without cleaning up
         with open(folder / f"{key}.log", "ab") as log:
-            subprocess.Popen(
+            server = subprocess.Popen(
                 [sys.executable, "-m", "mergeflow.stage_server", str(path)], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, cwd="/", start_new_session=True, close_fds=True)
         deadline = time.monotonic() + _CONNECT_WAIT_S
@@ -183,7 +183,7 @@ def _connect(folder: Path, key: str) -> socket.socket:
             try:
                 return _open(path)
             except OSError:
-                if time.monotonic() > deadline:
+                if server.poll() is not None or time.monotonic() > deadline:  # it failed to start: run plainly
                     raise
                 time.sleep(0.02)
 
@@ -213,8 +213,8 @@ def serve(path: Path) -> None:
     for name in PRELOADED:
         try:
             importlib.import_module(name)
-        except ImportError:
-            pass
+        except Exception as exc:  # noqa: BLE001 - a library that cannot load here is one the stages import themselves
+            print(f"mergeflow stage server: not preloading {name}: {exc!r}", file=sys.stderr, flush=True)
     idle_s = float(os.environ.get(IDLE, "120"))
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
