@@ -36,15 +36,15 @@ if TYPE_CHECKING:
 
 try:
     from flows.dvc_graph import Plan, PlanError, find_root, plan
-    from flows.dvc_rwlock import RWLOCK, reset_if_half_written
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
     from flows.workspace_lock import WorkspaceBusy, exclusive_workspace
+    from mergeflow.dvc_rwlock import RWLOCK, reset_if_half_written
 except ImportError:  # loaded by file path (`python flows/pipeline.py`, a Prefect entrypoint) from elsewhere
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
     from flows.dvc_graph import Plan, PlanError, find_root, plan
-    from flows.dvc_rwlock import RWLOCK, reset_if_half_written
     from flows.priority import DURATIONS_FILE, load_durations, path_lengths, save_durations
     from flows.workspace_lock import WorkspaceBusy, exclusive_workspace
+    from mergeflow.dvc_rwlock import RWLOCK, reset_if_half_written
 
 DEFAULT_LOG_DIR = ".dvc/tmp/flow_logs"  # inside .dvc/tmp: ignored by git and by DVC, kept between runs
 CLONE_ENV = "MERGEFLOW_CLONE"  # on a remote worker: the path of that machine's clone of the repository
@@ -146,7 +146,7 @@ def run_stage(stage: str, root: str, log_dir: str, exchange: bool = False, gpu: 
     clone = Path(os.environ.get(CLONE_ENV, root)) if exchange else Path(root)
     if not (clone / ".dvc").is_dir():
         raise StageFailed(f"{stage}: {clone} is not the root of a DVC repository (set ${CLONE_ENV} on this worker)")
-    dvc = [sys.executable, "-m", "flows.dvc_cli"]  # dvc itself, its state files written atomically
+    dvc = [sys.executable, "-m", "mergeflow.dvc_cli"]  # dvc itself, its state files written atomically
     if exchange:
         commands = [[*dvc, "--wait-for-lock", "repro", "--pull", stage], [*dvc, "push", "--run-cache", stage]]
     else:
@@ -297,7 +297,7 @@ def _dispatch(the_plan: Plan, runner: Any, *, max_concurrent: int, retries: int,
 
 def _collect(root: Path, targets: Sequence[str], log_dir: str, logger: Any) -> None:
     """Exchange mode: bring every output and ``dvc.lock`` entry into the orchestrator's clone from the remote."""
-    cmd = [sys.executable, "-m", "flows.dvc_cli", "--wait-for-lock", "repro", "--pull", *targets]
+    cmd = [sys.executable, "-m", "mergeflow.dvc_cli", "--wait-for-lock", "repro", "--pull", *targets]
     log_path = _log_path(root, log_dir, "_collect")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log_file:

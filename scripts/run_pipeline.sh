@@ -19,16 +19,16 @@ if ! flock -n 9; then
 fi
 printf 'pid %s, started %s (scripts/run_pipeline.sh)\n' "$$" "$(date '+%Y-%m-%d %H:%M:%S')" > .dvc/tmp/mergeflow-flow.lock
 # A dvc killed with kill -9 while it rewrote its stage lock table leaves it empty, and DVC then refuses every run
-# (flows/dvc_rwlock.py): with the workspace lock held no run of ours is live, so an empty table is reset.
+# (src/mergeflow/dvc_rwlock.py): with the workspace lock held no run of ours is live, so an empty table is reset.
 if [ -e .dvc/tmp/rwlock ] && [ ! -s .dvc/tmp/rwlock ]; then
-  python -m flows.dvc_rwlock
+  python -m mergeflow.dvc_rwlock
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
 # DVC's own command, with dvc.lock and its lock table written atomically: a kill -9 never leaves them cut
-# (flows/dvc_cli.py)
-python -m flows.dvc_cli repro "$@" 2>&1 | tee "$log"
+# (src/mergeflow/dvc_cli.py)
+python -m mergeflow.dvc_cli repro "$@" 2>&1 | tee "$log"
 echo
 echo "== stage wall times (inside each stage; DVC and Python start-up not included) =="
 grep '^\[mergeflow\] stage' "$log" || echo "(no stage ran: everything was up to date)"

@@ -26,7 +26,10 @@ root=$(pwd)
 if [ ! -d "$work/.dvc" ]; then
   (cd "$work" && "$root/.venv/bin/dvc" init --no-scm -q)
 fi
-(cd "$work" && PYTHONPATH="$root/$work/src:$root/$work" PATH="$root/.venv/bin:$PATH" "$root/.venv/bin/dvc" repro)
+# DVC's command with its state files written atomically (src/mergeflow/dvc_cli.py), after resetting a lock table that a
+# killed dvc left empty (src/mergeflow/dvc_rwlock.py), as scripts/run_pipeline.sh runs it
+(cd "$work" && export PYTHONPATH="$root/$work/src:$root/$work" PATH="$root/.venv/bin:$PATH" &&
+  "$root/.venv/bin/python" -m mergeflow.dvc_rwlock && "$root/.venv/bin/python" -m mergeflow.dvc_cli repro)
 mkdir -p "reports/suites/$name"
 cp "$work/reports/report.md" "$work/reports/results.csv" "$work/reports/metrics.json" "reports/suites/$name/"
 rm -rf "reports/suites/$name/figures" && cp -r "$work/reports/figures" "reports/suites/$name/figures"

@@ -1,7 +1,7 @@
 """Chaos on the pipeline (issue 18 item 5): a cold run of the smoke profile killed with SIGKILL at seeded random
 points, some kills of ``dvc repro``, some of the Prefect flow, each run resumed by the other tool or the same one;
 the last resume runs uninterrupted. ``dvc repro`` runs as ``scripts/run_pipeline.sh`` runs it, through
-``flows.dvc_cli`` (which the flow uses too): DVC rewrites ``dvc.lock`` and its stage lock table in place, and a kill
+``mergeflow.dvc_cli`` (which the flow uses too): DVC rewrites ``dvc.lock`` and its stage lock table in place, and a kill
 during one of those writes left a cut ``dvc.lock`` or an empty table that stopped every later run, which this test
 hit once warm stage processes made the stages short. The points are spread over the whole run: the seed draws which
 stages (by the order they start in) a kill follows, and a delay of up to a few seconds after that stage started, so
@@ -52,8 +52,8 @@ STARTED = re.compile(r"Running stage '([^']+)'")
 
 
 def _command(tool: str, project: Path) -> list[str]:
-    if tool == "dvc":  # as scripts/run_pipeline.sh runs DVC (its state files written atomically: flows/dvc_cli.py)
-        return ["bash", "-c", '"$0" -m flows.dvc_rwlock && exec "$0" -m flows.dvc_cli repro', sys.executable]
+    if tool == "dvc":  # as scripts/run_pipeline.sh runs DVC (its state files written atomically: src/mergeflow/dvc_cli.py)
+        return ["bash", "-c", '"$0" -m mergeflow.dvc_rwlock && exec "$0" -m mergeflow.dvc_cli repro', sys.executable]
     return [sys.executable, "-m", "flows.pipeline", "--repo", str(project), "-j", "2", "--retries", "0"]
 
 
@@ -83,7 +83,7 @@ def _started(logs: Path) -> set[str]:
 
 
 def _temps(project: Path) -> list[Path]:
-    """Temp files of the stages' writes and of DVC's own (dvc.lock, the stage lock table: flows/dvc_cli.py)."""
+    """Temp files of the stages' writes and of DVC's own (dvc.lock, the stage lock table: src/mergeflow/dvc_cli.py)."""
     ours = [path for folder in ("artifacts", "reports") for path in (project / folder).rglob(".*.tmp")]
     return ours + list(project.glob(".dvc.lock.*.tmp")) + list((project / ".dvc" / "tmp").glob(".rwlock.*.tmp"))
 

@@ -1,4 +1,4 @@
-"""flows.dvc_cli: DVC's command with its state files written atomically. The same dvc.lock as bare DVC writes; a
+"""mergeflow.dvc_cli: DVC's command with its state files written atomically. The same dvc.lock as bare DVC writes; a
 writer killed with SIGKILL in the middle of rewriting dvc.lock leaves the old file whole (bare DVC's in-place write
 leaves it cut), and the next write removes the dead writer's temp."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's library
 DVC_YAML = "stages:\n  hello:\n    cmd: echo hello > out.txt\n    outs: [out.txt]\n"
 
 # Rewrites dvc.lock through DVC's own writer with a dumper that dies by SIGKILL after writing half of the text.
@@ -20,7 +20,7 @@ KILLED_MID_WRITE = """
 import os, signal, sys
 from dvc.utils.serialize import _yaml
 if sys.argv[1] == "atomic":
-    from flows.dvc_cli import install
+    from mergeflow.dvc_cli import install
     install()
 real_dump = _yaml._dump
 def dump_half_then_die(data, stream):
@@ -49,7 +49,7 @@ def _project(folder: Path) -> Path:
 def test_the_same_lock_as_bare_dvc_and_no_temp_left(tmp_path: Path) -> None:
     bare, atomic = _project(tmp_path / "bare"), _project(tmp_path / "atomic")
     assert _run(bare, "-m", "dvc", "repro").returncode == 0
-    done = _run(atomic, "-m", "flows.dvc_cli", "repro")
+    done = _run(atomic, "-m", "mergeflow.dvc_cli", "repro")
     assert done.returncode == 0, done.stderr
     assert (atomic / "dvc.lock").read_text() == (bare / "dvc.lock").read_text()
     assert (atomic / "dvc.lock").stat().st_mode & 0o777 == (bare / "dvc.lock").stat().st_mode & 0o777
@@ -61,7 +61,7 @@ def test_the_same_lock_as_bare_dvc_and_no_temp_left(tmp_path: Path) -> None:
 def test_a_writer_killed_mid_write_leaves_the_old_lock_whole(tmp_path: Path) -> None:
     bare, atomic = _project(tmp_path / "bare"), _project(tmp_path / "atomic")
     for project in (bare, atomic):
-        assert _run(project, "-m", "flows.dvc_cli", "repro").returncode == 0
+        assert _run(project, "-m", "mergeflow.dvc_cli", "repro").returncode == 0
     before = (atomic / "dvc.lock").read_text()
 
     assert _run(bare, "-c", KILLED_MID_WRITE, "bare").returncode == -9
@@ -71,5 +71,5 @@ def test_a_writer_killed_mid_write_leaves_the_old_lock_whole(tmp_path: Path) -> 
     assert len(list(atomic.glob(".dvc.lock.*.tmp"))) == 1  # the dead writer's half
 
     (atomic / "out.txt").unlink()
-    assert _run(atomic, "-m", "flows.dvc_cli", "repro").returncode == 0
+    assert _run(atomic, "-m", "mergeflow.dvc_cli", "repro").returncode == 0
     assert (atomic / "dvc.lock").read_text() == before and not list(atomic.glob(".dvc.lock.*.tmp"))

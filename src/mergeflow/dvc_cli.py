@@ -1,4 +1,4 @@
-"""The ``dvc`` command, with DVC's own state files written atomically: ``python -m flows.dvc_cli repro ...``.
+"""The ``dvc`` command, with DVC's own state files written atomically: ``python -m mergeflow.dvc_cli repro ...``.
 
 Why: DVC rewrites ``dvc.lock`` (and ``dvc.yaml``, params files it edits) by opening the file with truncation and
 dumping YAML into it as it serialises, and its stage lock table ``.dvc/tmp/rwlock`` the same way. A ``dvc repro``

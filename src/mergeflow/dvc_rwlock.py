@@ -9,7 +9,7 @@ the same way, a file that does not parse can only have been left by a writer tha
 DVC itself starts from. (The entries the dead writer cut off may have named a live ``dvc`` in the same workspace;
 ``scripts/run_pipeline.sh`` and the flow hold the workspace lock, so no run of theirs is live then.)
 
-``scripts/run_pipeline.sh`` runs this (``python -m flows.dvc_rwlock``) when the file is empty, and the flow calls
+``scripts/run_pipeline.sh`` runs this (``python -m mergeflow.dvc_rwlock``) when the file is empty, and the flow calls
 :func:`reset_if_half_written` before it plans. A bare ``dvc repro`` does neither.
 """
 
