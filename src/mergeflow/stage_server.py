@@ -119,10 +119,13 @@ def run_stage_in_server() -> None:
         child: list[int] = []
 
         def forward(signum: int, _frame: Any) -> None:
-            if child:
-                os.kill(child[0], signum)
-            else:
+            if not child:
                 pending.append(signum)
+                return
+            try:
+                os.kill(child[0], signum)
+            except ProcessLookupError:  # the stage has ended; its status is on its way
+                pass
 
         previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED_SIGNALS}
         try:
@@ -137,7 +140,7 @@ def run_stage_in_server() -> None:
             return
         child.append(int(first[1]))
         for waiting in pending:
-            os.kill(child[0], waiting)
+            forward(waiting, None)
         try:
             last = reader.readline().split()
         except OSError:
@@ -275,6 +278,7 @@ def _report(conn: socket.socket, status: int) -> None:
 
 def _start_child(conn: socket.socket, listener: socket.socket, running: dict[int, _Job]) -> _Job | None:
     """Read one request and fork its child; None for a request that cannot be read."""
+    fds: list[int] = []
     try:
         conn.settimeout(10.0)
         data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
@@ -286,8 +290,8 @@ def _start_child(conn: socket.socket, listener: socket.socket, running: dict[int
         request = json.loads(data[8:])
         conn.settimeout(None)
     except (OSError, ValueError):
-        return None
-    if len(fds) != 3:
+        request = None
+    if request is None or len(fds) != 3:
         for fd in fds:
             os.close(fd)
         return None
