@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from mergeflow.atomic import write_text_atomic
+
 RWLOCK = Path(".dvc") / "tmp" / "rwlock"
 
 
@@ -34,9 +36,7 @@ def reset_if_half_written(root: Path) -> bool:
             json.loads(path.read_text(encoding="utf-8"))
             return False
         except (ValueError, UnicodeDecodeError):
-            staging = path.with_name("rwlock.mergeflow-tmp")
-            staging.write_text("{}", encoding="utf-8")
-            staging.replace(path)
+            write_text_atomic(path, "{}")
             return True
 
 

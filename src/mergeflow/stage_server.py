@@ -77,6 +77,7 @@ def _server_key() -> str:
 
 
 def _umask() -> int:
+    # not shared with mergeflow.dvc_cli: this module stays stdlib-only, so that the client starts in a tenth of a second
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -159,8 +160,7 @@ def run_stage_in_server() -> None:
 
 
 def _leave(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     os._exit(code)
 
 
